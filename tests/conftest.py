@@ -1,0 +1,38 @@
+"""Shared fixtures: a real Kafka-protocol broker for the whole session, and per-test topic names.
+
+The broker is the embedded Tansu started on a free loopback port, unless ``BREEBOOST_BOOTSTRAP`` names
+one already running (for example Apache Kafka from docker-compose).
+"""
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from breeboost.broker import EmbeddedBroker
+from breeboost.kafka_io import ensure_topics, wait_for_topics
+from breeboost.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def broker_bootstrap(tmp_path_factory):
+    external = os.environ.get("BREEBOOST_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    log_file = str(tmp_path_factory.mktemp("broker") / "tansu.log")
+    with EmbeddedBroker(port=0, create_topics=False, log_file=log_file) as broker:
+        yield broker.bootstrap
+
+
+@pytest.fixture
+def kafka_settings(broker_bootstrap) -> Settings:
+    """Settings pointing at the session broker, with topic names unique to this test (already created)."""
+    suffix = uuid.uuid4().hex[:8]
+    base = Settings.from_env({}, bootstrap=broker_bootstrap)
+    renamed = {f: f"{getattr(base, f)}-{suffix}" for f in vars(base) if f.startswith("topic_")}
+    s = base.replace(group_id=f"breeboost-{suffix}", **renamed)
+    ensure_topics(s)
+    wait_for_topics(s, s.topics())
+    return s
