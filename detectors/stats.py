@@ -18,7 +18,7 @@ than ``thresholds.min_events`` scored events. See docs/detectors.md for every fi
 >>> a["features"]["amount"]["drifted"], round(a["features"]["amount"]["psi"], 4)
 (False, 0.0024)
 >>> b["features"]["amount"]["drifted"], round(b["features"]["amount"]["psi"], 2), b["drifted_features"]
-(True, 0.36, ['amount'])
+(True, 0.49, ['amount'])
 """
 from __future__ import annotations
 
