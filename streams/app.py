@@ -1,0 +1,99 @@
+"""The Faust application. Agents are short: they take micro-batches, call plain objects, and publish.
+
+- ``score``: ``transactions`` -> :class:`streams.pipeline.ScoringPipeline` -> ``scores``,
+  ``transactions.dlq`` and (on window close) ``drift.partials``.
+- ``aggregate``: ``drift.partials`` -> :class:`streams.windows.Aggregator` -> ``drift.stats``.
+- ``labels``: ``labels`` -> the pipeline's label join (rolling performance, concept drift).
+- ``incidents`` (role incident): ``drift.stats`` -> :class:`incident.agent.IncidentService` -> ``incidents``.
+Timers close windows when traffic stops (Faust's own window close only fires on a later event).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from breeboost.logs import log
+from breeboost.settings import Settings
+from streams.faust_config import faust_app_kwargs
+
+__all__ = ["create_app", "ROLES"]
+
+ROLES = ("scoring", "incident", "all")
+_log = logging.getLogger("breeboost.worker")
+
+
+def _raw_topic(app: Any, name: str) -> Any:
+    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+                     partitions=None)
+
+
+async def _publish(topic: Any, records: list[tuple[bytes | None, bytes]]) -> None:
+    """Hand records to the producer; Faust flushes the producer before committing offsets, so a batch's
+    outputs are on the broker before its input offsets are committed (at-least-once)."""
+    for key, value in records:
+        await topic.send(key=key, value=value)
+
+
+def create_app(settings: Settings, role: str, scoring: Any = None, incident_service: Any = None,
+               metrics: Any = None) -> Any:
+    """Build the Faust app for ``role``. ``scoring`` is a :class:`streams.pipeline.StreamProcessor`
+    (pipeline + aggregator + label join); ``incident_service`` an :class:`incident.agent.IncidentService`."""
+    import faust
+
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    app = faust.App(f"{settings.group_id}-{role}", **faust_app_kwargs(settings))
+
+    if role in ("scoring", "all"):
+        tx_topic = _raw_topic(app, settings.topic_transactions)
+        scores_topic = _raw_topic(app, settings.topic_scores)
+        dlq_topic = _raw_topic(app, settings.topic_dlq)
+        partials_topic = _raw_topic(app, settings.topic_drift_partials)
+        stats_topic = _raw_topic(app, settings.topic_drift_stats)
+        labels_topic = _raw_topic(app, settings.topic_labels)
+
+        async def ship(outcome: Any) -> None:
+            await _publish(scores_topic, outcome.scores)
+            await _publish(dlq_topic, outcome.dead_letters)
+            await _publish(partials_topic, outcome.partials)
+
+        @app.agent(tx_topic, name="score")
+        async def score(stream: Any) -> None:
+            async for events in stream.take_events(settings.batch_size, within=settings.batch_wait_s):
+                outcome = scoring.process([e.message for e in events])
+                await ship(outcome)
+
+        @app.agent(partials_topic, name="aggregate")
+        async def aggregate(stream: Any) -> None:
+            async for events in stream.take_events(100, within=0.2):
+                stats = scoring.aggregate([e.message.value for e in events])
+                await _publish(stats_topic, stats)
+
+        @app.agent(labels_topic, name="labels")
+        async def labels(stream: Any) -> None:
+            async for events in stream.take_events(settings.batch_size, within=settings.batch_wait_s):
+                scoring.join_labels([e.message for e in events])
+
+        @app.timer(0.5)
+        async def close_idle_windows() -> None:
+            await ship(scoring.tick(time.time()))
+            await _publish(stats_topic, scoring.aggregate_tick(time.time()))
+
+    if role in ("incident", "all"):
+        stats_in = _raw_topic(app, settings.topic_drift_stats)
+        incidents_topic = _raw_topic(app, settings.topic_incidents)
+
+        @app.agent(stats_in, name="incidents")
+        async def incidents(stream: Any) -> None:
+            async for events in stream.take_events(100, within=0.2):
+                out = incident_service.process([e.message.value for e in events])
+                await _publish(incidents_topic, out)
+
+    @app.on_rebalance_complete.connect
+    async def on_rebalance(sender: Any, **_: Any) -> None:  # pragma: no cover - logging only
+        log(_log, "partitions assigned", assignment=sorted(f"{tp.topic}:{tp.partition}"
+                                                          for tp in app.consumer.assignment()))
+
+    return app

@@ -1,0 +1,60 @@
+"""Faust application settings derived from :class:`Settings`, valid for the embedded broker and Apache Kafka."""
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from breeboost.settings import Settings
+
+__all__ = ["faust_app_kwargs", "faust_credentials"]
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """SASL/SSL credentials for Faust from the same settings that kafka-python uses."""
+    import faust
+
+    proto = settings.security_protocol
+    context = None
+    if proto in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=settings.ssl_cafile or None)
+    if proto.startswith("SASL"):
+        user, pw = settings.sasl_username, settings.sasl_password.reveal()
+        # PLAIN and SCRAM-SHA-256/512 alike: aiokafka takes the mechanism name with the credentials.
+        return faust.SASLCredentials(username=user, password=pw, ssl_context=context,
+                                     mechanism=settings.sasl_mechanism)
+    if proto == "SSL":
+        return faust.SSLCredentials(context)
+    return None
+
+
+def faust_app_kwargs(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for ``faust.App``.
+
+    - ``at_least_once``: Faust's exactly-once needs an idempotent aiokafka producer that Tansu refuses,
+      and downstream effects (scores, windows, incidents) are made idempotent instead.
+    - short session/heartbeat timeouts: Tansu holds group joins for half the session timeout.
+    - ``topic_disable_leader``: no extra leader topic to create; topics are pre-created by
+      ``breeboost broker`` / docker-compose with ``settings.partitions`` partitions.
+    - no web server: metrics are served by prometheus_client on ``metrics_host:metrics_port``.
+    """
+    return dict(
+        broker=[f"kafka://{hp.strip()}" for hp in settings.bootstrap.split(",")],
+        broker_credentials=faust_credentials(settings),
+        processing_guarantee="at_least_once",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=False,
+        store="memory://",
+        table_cleanup_interval=3600.0,
+        broker_commit_every=1000,
+        broker_commit_interval=1.0,
+        producer_linger=0.005,
+        producer_max_request_size=16 * 1024 * 1024,
+        consumer_max_fetch_size=4 * 1024 * 1024,
+        stream_buffer_maxsize=8192,
+    )

@@ -1,0 +1,67 @@
+"""Prometheus metrics of the scoring worker, on an explicit registry (never the global one)."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+__all__ = ["WorkerMetrics"]
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 50000)
+
+
+class WorkerMetrics:
+    """Every series the scoring/drift worker exports. Labels stay low-cardinality: outcome, reason
+    (a fixed set of codes), feature (the model's features)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.events = Counter("breeboost_events", "Transactions processed, by outcome",
+                              ["outcome"], registry=registry)
+        self.dead_letters = Counter("breeboost_dead_letters", "Transactions sent to the dead-letter topic, by reason",
+                                    ["reason"], registry=registry)
+        self.batch_seconds = Histogram("breeboost_scoring_batch_seconds",
+                                       "Wall time to decode, validate, score and window one micro-batch",
+                                       buckets=_LATENCY_BUCKETS, registry=registry)
+        self.event_latency = Histogram("breeboost_event_latency_seconds",
+                                       "Time from the record's Kafka timestamp to its score being sent",
+                                       buckets=_LATENCY_BUCKETS, registry=registry)
+        self.batch_size = Histogram("breeboost_batch_size_events", "Transactions per scoring micro-batch",
+                                    buckets=_BATCH_BUCKETS, registry=registry)
+        self.predicted_fraud = Counter("breeboost_predicted_fraud", "Transactions scored at or above the threshold",
+                                       registry=registry)
+        self.feature_psi = Gauge("breeboost_feature_psi", "PSI of each feature in the last closed window",
+                                 ["feature"], registry=registry)
+        self.feature_ks = Gauge("breeboost_feature_ks_statistic", "KS D of each numeric feature in the last closed window",
+                                ["feature"], registry=registry)
+        self.score_psi = Gauge("breeboost_score_psi", "PSI of fraud probabilities in the last closed window",
+                               registry=registry)
+        self.threshold_psi = Gauge("breeboost_drift_threshold_psi",
+                                   "Calibrated per-feature PSI alarm threshold of the last closed window",
+                                   registry=registry)
+        self.windows_closed = Counter("breeboost_windows_closed", "Merged drift windows published to drift.stats",
+                                      registry=registry)
+        self.partials_sent = Counter("breeboost_window_partials", "Per-partition window partials published",
+                                     registry=registry)
+        self.late_partials = Counter("breeboost_late_partials",
+                                     "Partials that arrived after their window was published (ignored)",
+                                     registry=registry)
+        self.labels_joined = Counter("breeboost_labels", "Delayed labels received, by join outcome",
+                                     ["outcome"], registry=registry)
+        self.consumer_errors = Counter("breeboost_consumer_errors",
+                                       "Errors while consuming or publishing (the batch is retried)",
+                                       registry=registry)
+        self.model = Info("breeboost_model", "Model served by this worker", registry=registry)
+
+    def observe_window(self, stats: dict) -> None:
+        self.windows_closed.inc()
+        for name, f in (stats.get("features") or {}).items():
+            if f.get("psi") is not None:
+                self.feature_psi.labels(name).set(f["psi"])
+            if f.get("ks_d") is not None:
+                self.feature_ks.labels(name).set(f["ks_d"])
+        score = stats.get("score") or {}
+        if score.get("psi") is not None:
+            self.score_psi.set(score["psi"])
+        thr = (stats.get("thresholds") or {}).get("psi")
+        if thr is not None:
+            self.threshold_psi.set(thr)

@@ -1,0 +1,350 @@
+"""The scoring and drift logic the Faust agents call: plain Python, tested without Kafka.
+
+:class:`StreamProcessor` takes a micro-batch of ``transactions`` messages and returns what to publish:
+one score per transaction, one dead letter per event that cannot be scored (with the reason, the
+original bytes and where they came from), and the window partials that closed. Every event that enters
+leaves as exactly one of the first two (per delivery), which :mod:`streams.audit` checks from the topics.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Protocol
+
+import numpy as np
+import orjson
+
+from breeboost.logs import log
+from breeboost.settings import Settings
+from streams.decode import decode_messages, dlq_record
+from streams.windows import Aggregator, PartitionWindows, window_messages
+
+__all__ = ["Message", "Outcome", "StreamProcessor"]
+
+_log = logging.getLogger("breeboost.pipeline")
+Record = tuple[bytes | None, bytes]
+
+
+class Message(Protocol):
+    """The parts of a Kafka record the pipeline reads (Faust's ``Message`` and :class:`Msg` have them)."""
+    topic: str
+    partition: int
+    offset: int
+    timestamp: float
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass
+class Msg:
+    """A plain record, for tests and tools that do not go through Faust."""
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+    key: bytes | None = None
+    timestamp: float = field(default_factory=time.time)
+
+
+@dataclass
+class Outcome:
+    scores: list[Record] = field(default_factory=list)
+    dead_letters: list[Record] = field(default_factory=list)
+    partials: list[Record] = field(default_factory=list)
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+PARTIALS_KEY = b"drift-partials"  # one key: every partial reaches the same aggregator, which publishes in order
+
+
+class StreamProcessor:
+    """Decode, de-duplicate, validate, score and window micro-batches; merge window partials; join labels."""
+
+    def __init__(self, scorer: Any, settings: Settings, metrics: Any = None, model_dir: str | None = None,
+                 dedup_horizon: int = 200_000, label_horizon: int = 500_000) -> None:
+        from detectors.window import WindowSketch
+
+        self.settings = settings
+        self.metrics = metrics
+        self.model_dir = model_dir
+        self.dedup_horizon = dedup_horizon
+        self.label_horizon = label_horizon
+        self._seen: OrderedDict[str, tuple] = OrderedDict()
+        self._recent: OrderedDict[str, tuple[float, int, int]] = OrderedDict()   # id -> (prob, label, partition)
+        self._label_counts: dict[int, dict[str, float]] = {}
+        self._sketch_cls = WindowSketch
+        self._use(scorer)
+        self.aggregator = Aggregator(settings.partitions, grace_s=max(2.0 * settings.window_idle_s, 1.0),
+                                     merge_partials=self.merge_partials)
+
+    # -- model -----------------------------------------------------------------------------------
+    def _use(self, scorer: Any) -> None:
+        self.scorer = scorer
+        self.spec = scorer.spec
+        self.profile = scorer.profile
+        size = window_messages(self.settings.window_size, self.settings.partitions)
+        self.windows = PartitionWindows(lambda: self._sketch_cls(self.profile), size,
+                                        self.settings.topic_transactions, scorer.version)
+        if self.metrics is not None:
+            self.metrics.model.info({"version": scorer.version, "threshold": f"{scorer.threshold:.6g}"})
+
+    def reload(self, scorer: Any) -> list[Record]:
+        """Serve ``scorer`` from the next batch on. Open windows are shipped first: a window never mixes
+        two models' reference profiles."""
+        flushed = [(PARTIALS_KEY, orjson.dumps(p)) for p in self.windows.flush()]
+        self._use(scorer)
+        log(_log, "model reloaded", version=scorer.version)
+        return flushed
+
+    # -- scoring ---------------------------------------------------------------------------------
+    def process(self, messages: list[Message], now: float | None = None) -> Outcome:
+        from models.validation import validate_records
+
+        t0 = time.perf_counter()
+        now = time.time() if now is None else now
+        out = Outcome()
+        decoded = decode_messages([m.value for m in messages], self.settings.max_message_bytes)
+        # (message index, item, reason, detail, transaction id, record or None)
+        rejected: list[tuple[int, int | None, str, str, str | None, Any, str | None]] = [
+            (r.message, r.item, r.reason, r.detail, None, None, None) for r in decoded.rejects]
+
+        records: list[dict] = []
+        origins: list[int] = []
+        items: list[int | None] = []
+        seen = self._seen
+        for rec, origin, item in zip(decoded.records, decoded.origins, decoded.items):
+            tid = rec.get("transaction_id")
+            if type(tid) is str:
+                m = messages[origin]
+                where = (m.partition, m.offset, item)
+                prev = seen.get(tid)
+                if prev is not None and prev != where:
+                    rejected.append((origin, item, "duplicate_id",
+                                     f"transaction_id {tid!r} already seen at partition {prev[0]} offset {prev[1]}",
+                                     tid, rec, None))
+                    continue
+                if prev is None:
+                    seen[tid] = where
+                    if len(seen) > self.dedup_horizon:
+                        seen.popitem(last=False)
+            records.append(rec)
+            origins.append(origin)
+            items.append(item)
+
+        validated = validate_records(records, self.spec)
+        for rej in validated.rejects:
+            rec = records[rej.position]
+            tid = rec.get("transaction_id") if isinstance(rec, dict) else None
+            rejected.append((origins[rej.position], items[rej.position], rej.reason, rej.detail,
+                             tid if isinstance(tid, str) else None, rec, rej.field))
+
+        accepted = np.asarray(validated.accepted, dtype=np.int64)
+        n_ok = int(accepted.size)
+        part_of_msg = np.fromiter((m.partition for m in messages), dtype=np.int64, count=len(messages))
+        off_of_msg = np.fromiter((m.offset for m in messages), dtype=np.int64, count=len(messages))
+        if n_ok:
+            scored = self.scorer.score_columns(validated.columns)
+            prob = np.asarray(scored.probability, dtype=np.float64)
+            label = np.asarray(scored.label, dtype=np.int64)
+            acc_origin = np.asarray(origins, dtype=np.int64)[accepted]
+            acc_item = [items[i] for i in accepted.tolist()]
+            tids = validated.columns[self.spec.id_column]
+            version, threshold = self.scorer.version, float(self.scorer.threshold)
+            dumps = orjson.dumps
+            recent = self._recent
+            envelopes: dict[int, list[dict]] = {}
+            for j in range(n_ok):
+                origin = int(acc_origin[j])
+                m = messages[origin]
+                tid = str(tids[j])
+                p = float(prob[j])
+                doc = {"transaction_id": tid, "fraud_probability": p, "fraud_label": int(label[j]),
+                       "threshold": threshold, "model_version": version,
+                       "latency_ms": round((now - m.timestamp) * 1000.0, 3) if m.timestamp else None,
+                       "partition": m.partition, "offset": m.offset, "item": acc_item[j], "scored_at": now}
+                if acc_item[j] is None:
+                    out.scores.append((m.key, dumps(doc)))
+                else:  # a batch envelope in, one envelope of scores out (the producer's cost is per message)
+                    envelopes.setdefault(origin, []).append(doc)
+                recent[tid] = (p, int(label[j]), m.partition)
+            for origin, docs in envelopes.items():
+                out.scores.append((messages[origin].key, dumps(docs)))
+            while len(recent) > self.label_horizon:
+                recent.popitem(last=False)
+            self._window_update(scored, prob, acc_origin, part_of_msg, off_of_msg, validated.columns, now, out)
+        for origin, item, reason, detail, tid, rec, fld in rejected:
+            m = messages[origin]
+            raw = m.value if item is None else None
+            out.dead_letters.append((m.key, dlq_record(reason, detail, raw, m.topic, m.partition, m.offset,
+                                                       transaction_id=tid, item=item, record=rec if raw is None else None)))
+            out.reasons[reason] = out.reasons.get(reason, 0) + 1
+        if rejected:
+            self._window_rejects(rejected, part_of_msg, off_of_msg, now, out)
+        if self.metrics is not None:
+            mt = self.metrics
+            mt.events.labels("scored").inc(n_ok)
+            if rejected:
+                mt.events.labels("dead_lettered").inc(len(rejected))
+                for reason, c in out.reasons.items():
+                    mt.dead_letters.labels(reason).inc(c)
+            if n_ok:
+                mt.predicted_fraud.inc(int(label.sum()))
+            mt.batch_size.observe(n_ok + len(rejected))
+            mt.batch_seconds.observe(time.perf_counter() - t0)
+            lat = mt.event_latency
+            for m in messages:
+                if m.timestamp:
+                    lat.observe(max(0.0, now - m.timestamp))
+        return out
+
+    # -- windows ---------------------------------------------------------------------------------
+    def _groups(self, parts: np.ndarray, offs: np.ndarray) -> Iterable[tuple[int, int, np.ndarray]]:
+        """(partition, first offset, positions) for each (partition, window) in offset order."""
+        size = self.windows.size
+        win = offs // size
+        order = np.lexsort((offs, parts))
+        p_sorted, w_sorted = parts[order], win[order]
+        if order.size == 0:
+            return
+        brk = np.flatnonzero((np.diff(p_sorted) != 0) | (np.diff(w_sorted) != 0)) + 1
+        for chunk in np.split(order, brk):
+            yield int(parts[chunk[0]]), int(offs[chunk].min()), int(offs[chunk].max()), chunk
+
+    def _ship(self, shipped: list[dict], out: Outcome) -> None:
+        for partial in shipped:
+            counts = self._label_counts.pop(partial["partition"], None)
+            if counts:
+                partial["labels"] = counts
+            out.partials.append((PARTIALS_KEY, orjson.dumps(partial, option=orjson.OPT_SERIALIZE_NUMPY)))
+        if self.metrics is not None and shipped:
+            self.metrics.partials_sent.inc(len(shipped))
+
+    def _window_update(self, scored: Any, prob: np.ndarray, acc_origin: np.ndarray, part_of_msg: np.ndarray,
+                       off_of_msg: np.ndarray, columns: dict, now: float, out: Outcome) -> None:
+        feats = scored.features
+        parts, offs = part_of_msg[acc_origin], off_of_msg[acc_origin]
+        et_col = getattr(self.spec, "event_time_column", None)
+        lags = (now - np.asarray(columns[et_col], dtype=np.float64)) if et_col and et_col in columns else None
+        shipped: list[dict] = []
+        for partition, lo, hi, pos in self._groups(parts, offs):
+            w = self.windows.window(partition, lo, now, shipped)
+            w.last_offset = max(w.last_offset, hi)
+            w.sketch.update_batch({k: v[pos] for k, v in feats.numeric.items()},
+                                  {k: v[pos] for k, v in feats.categorical.items()},
+                                  prob[pos], None if lags is None else lags[pos])
+        self._ship(shipped, out)
+
+    def _window_rejects(self, rejected: list, part_of_msg: np.ndarray, off_of_msg: np.ndarray, now: float,
+                        out: Outcome) -> None:
+        origins = np.fromiter((r[0] for r in rejected), dtype=np.int64, count=len(rejected))
+        shipped: list[dict] = []
+        for partition, lo, hi, pos in self._groups(part_of_msg[origins], off_of_msg[origins]):
+            w = self.windows.window(partition, lo, now, shipped)
+            w.last_offset = max(w.last_offset, hi)
+            reasons: dict[str, int] = {}
+            missing: dict[str, int] = {}
+            for i in pos:
+                _, _, reason, _, _, _, fld = rejected[i]
+                reasons[reason] = reasons.get(reason, 0) + 1
+                if reason == "missing_field" and fld:
+                    missing[fld] = missing.get(fld, 0) + 1
+            w.sketch.add_rejects(reasons, missing, int(pos.size))
+        self._ship(shipped, out)
+
+    def tick(self, now: float | None = None) -> Outcome:
+        """Ship the windows of partitions that went quiet (Faust's window close needs a later event)."""
+        out = Outcome()
+        now = time.time() if now is None else now
+        self._ship(self.windows.idle(now, self.settings.window_idle_s), out)
+        return out
+
+    # -- aggregation -----------------------------------------------------------------------------
+    def merge_partials(self, partials: list[dict]) -> dict:
+        from detectors.stats import window_statistics
+
+        sketch = self._sketch_cls.from_dict(self.profile, partials[0]["sketch"])
+        for p in partials[1:]:
+            sketch.merge(self._sketch_cls.from_dict(self.profile, p["sketch"]))
+        stats = window_statistics(sketch, self.profile, self.settings)
+        k = partials[0]["window_index"]
+        stats["window_id"] = f"{partials[0]['topic']}:{k:08d}"
+        win = stats.setdefault("window", {})
+        win.update(index=k, partitions=[p["partition"] for p in partials],
+                   offsets={str(p["partition"]): [p["first_offset"], p["last_offset"]] for p in partials},
+                   closed_at=time.time())
+        stats["model_version"] = partials[0].get("model_version")
+        labels = [p["labels"] for p in partials if p.get("labels")]
+        stats["concept"] = _concept(labels)
+        return stats
+
+    def aggregate(self, values: list[bytes], now: float | None = None) -> list[Record]:
+        now = time.time() if now is None else now
+        stats: list[dict] = []
+        for v in values:
+            try:
+                partial = orjson.loads(v)
+            except orjson.JSONDecodeError:
+                log(_log, "bad partial skipped", level=logging.WARNING)
+                continue
+            late_before = self.aggregator.late
+            stats += self.aggregator.add(partial, now)
+            if self.aggregator.late > late_before and self.metrics is not None:
+                self.metrics.late_partials.inc()
+        return self._published(stats)
+
+    def aggregate_tick(self, now: float | None = None) -> list[Record]:
+        return self._published(self.aggregator.ready(time.time() if now is None else now))
+
+    def _published(self, stats: list[dict]) -> list[Record]:
+        out = []
+        for s in stats:
+            if self.metrics is not None:
+                self.metrics.observe_window(s)
+            log(_log, "window closed", window_id=s["window_id"], events=s.get("window", {}).get("events"),
+                drifted=s.get("drifted_features"))
+            out.append((s["window_id"].encode(), orjson.dumps(s, option=orjson.OPT_SERIALIZE_NUMPY)))
+        return out
+
+    # -- delayed labels --------------------------------------------------------------------------
+    def join_labels(self, messages: list[Message]) -> None:
+        """Join delayed labels to recent scores; the counts travel with the next partial of the partition."""
+        recent = self._recent
+        joined = missed = 0
+        for m in messages:
+            try:
+                doc = orjson.loads(m.value)
+                tid, y = doc["transaction_id"], int(doc["isFraud"])
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                missed += 1
+                continue
+            hit = recent.get(tid)
+            if hit is None:
+                missed += 1
+                continue
+            prob, pred, partition = hit
+            c = self._label_counts.setdefault(partition, {"n": 0, "tp": 0, "fp": 0, "fn": 0, "tn": 0,
+                                                          "brier": 0.0, "abs_error": 0.0})
+            c["n"] += 1
+            c["tp" if (pred and y) else "fp" if pred else "fn" if y else "tn"] += 1
+            c["brier"] += (prob - y) ** 2
+            c["abs_error"] += abs(prob - y)
+            joined += 1
+        if self.metrics is not None:
+            self.metrics.labels_joined.labels("joined").inc(joined)
+            self.metrics.labels_joined.labels("unmatched").inc(missed)
+
+
+def _concept(label_counts: list[dict]) -> dict:
+    tot = {"n": 0, "tp": 0, "fp": 0, "fn": 0, "tn": 0, "brier": 0.0, "abs_error": 0.0}
+    for c in label_counts:
+        for k in tot:
+            tot[k] += c.get(k, 0)
+    n = tot["n"]
+    out: dict[str, Any] = {"labelled": n}
+    if n:
+        tp, fp, fn = tot["tp"], tot["fp"], tot["fn"]
+        out.update(precision=tp / (tp + fp) if tp + fp else None, recall=tp / (tp + fn) if tp + fn else None,
+                   brier=tot["brier"] / n, error_rate=(fp + fn) / n, tp=tp, fp=fp, fn=fn, tn=tot["tn"])
+    return out
