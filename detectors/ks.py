@@ -10,7 +10,9 @@ Why D is exact: ``F_R`` is constant inside each open cell and ``F_W`` is non-dec
 ``F_W`` is the cumulative count through the cell. Evaluating ``C_k / n - G_k / m`` after every cell ``k``
 (``C`` cumulative window counts, ``G`` reference counts ``< u_j`` for open cells and ``<= u_j`` for point
 cells) therefore visits every value scipy's ``ks_2samp`` evaluates (``searchsorted(..., 'right') / n``
-at all pooled points) plus repeats, with the same floating-point operations: ``D`` is bit-for-bit equal.
+at all pooled points) plus repeats, with the same floating-point operations: ``D`` is bit-for-bit equal to ``ks_2samp(window, R).statistic``
+(default method; like scipy, when ``max(n, m) <= 10000`` D is snapped to the rational ``h / lcm(n, m)``
+it equals, removing the rounding of the subtraction).
 
 p-value: ``scipy.stats.kstwo.sf(D, round(n*m/(n+m)))``, exactly what ``ks_2samp(..., method='asymp')``
 returns for the two-sided test.
@@ -73,7 +75,14 @@ class ReferenceCells:
         if n == 0 or self.m == 0:
             return 0.0
         diffs = np.cumsum(counts) / n - self.ref_cum / self.m
-        return float(max(diffs.max(), np.clip(-diffs.min(), 0, 1)))
+        d = float(max(diffs.max(), np.clip(-diffs.min(), 0, 1)))
+        # As ks_2samp's default mode: when its 'exact' method applies, D is snapped to the rational h / lcm(n, m)
+        # it really is (removing the subtraction's rounding); otherwise the float difference is kept.
+        g = math.gcd(n, self.m)
+        if max(n, self.m) <= 10000 and n // g < np.iinfo(np.int32).max / (self.m // g):
+            lcm = (n // g) * self.m
+            d = int(np.round(d * lcm)) * 1.0 / lcm
+        return d
 
 
 def ks_pvalue(d: float, n: int, m: int) -> float:
