@@ -4,7 +4,7 @@
   ``transactions.dlq`` and (on window close) ``drift.partials``.
 - ``aggregate``: ``drift.partials`` -> :class:`streams.windows.Aggregator` -> ``drift.stats``.
 - ``labels``: ``labels`` -> the pipeline's label join (rolling performance, concept drift).
-- ``incidents`` (role incident): ``drift.stats`` -> :class:`incident.agent.IncidentService` -> ``incidents``.
+- ``incidents`` (role incident): ``drift.stats`` -> :class:`incident.service.IncidentService` -> ``incidents``.
 Timers close windows when traffic stops (Faust's own window close only fires on a later event).
 """
 from __future__ import annotations
@@ -39,7 +39,7 @@ async def _publish(topic: Any, records: list[tuple[bytes | None, bytes]]) -> Non
 def create_app(settings: Settings, role: str, scoring: Any = None, incident_service: Any = None,
                metrics: Any = None) -> Any:
     """Build the Faust app for ``role``. ``scoring`` is a :class:`streams.pipeline.StreamProcessor`
-    (pipeline + aggregator + label join); ``incident_service`` an :class:`incident.agent.IncidentService`."""
+    (pipeline + aggregator + label join); ``incident_service`` an :class:`incident.service.IncidentService`."""
     import faust
 
     if role not in ROLES:

@@ -54,7 +54,7 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
         processor = StreamProcessor(scorer, settings, metrics=metrics, model_dir=settings.model_dir)
         log(_log, "model loaded", model_dir=settings.model_dir, version=scorer.version, threshold=scorer.threshold)
     if args.role in ("incident", "all"):
-        from incident.agent import IncidentService
+        from incident.service import IncidentService
 
         incident_service = IncidentService.create(settings, registry=registry, policy_path=args.policy,
                                                   state_dir=args.state_dir or "state", webhooks=args.webhook,

@@ -75,6 +75,8 @@ class StreamProcessor:
         self._recent: OrderedDict[str, tuple[float, int, int]] = OrderedDict()   # id -> (prob, label, partition)
         self._label_counts: dict[int, dict[str, float]] = {}
         self._sketch_cls = WindowSketch
+        from detectors.window import compile_profile
+        self._compile = compile_profile
         self._use(scorer)
         self.aggregator = Aggregator(settings.partitions, grace_s=max(2.0 * settings.window_idle_s, 1.0),
                                      merge_partials=self.merge_partials)
@@ -84,8 +86,9 @@ class StreamProcessor:
         self.scorer = scorer
         self.spec = scorer.spec
         self.profile = scorer.profile
+        self.compiled = self._compile(scorer.profile)   # compiled once: new windows are cheap
         size = window_messages(self.settings.window_size, self.settings.partitions)
-        self.windows = PartitionWindows(lambda: self._sketch_cls(self.profile), size,
+        self.windows = PartitionWindows(lambda: self._sketch_cls(self.compiled, threshold=scorer.threshold), size,
                                         self.settings.topic_transactions, scorer.version)
         if self.metrics is not None:
             self.metrics.model.info({"version": scorer.version, "threshold": f"{scorer.threshold:.6g}"})
@@ -150,7 +153,8 @@ class StreamProcessor:
             label = np.asarray(scored.label, dtype=np.int64)
             acc_origin = np.asarray(origins, dtype=np.int64)[accepted]
             acc_item = [items[i] for i in accepted.tolist()]
-            tids = validated.columns[self.spec.id_column]
+            id_col = validated.columns.get(self.spec.id) if self.spec.id else None
+            tids = id_col if id_col is not None else [None] * n_ok
             version, threshold = self.scorer.version, float(self.scorer.threshold)
             dumps = orjson.dumps
             recent = self._recent
@@ -158,7 +162,7 @@ class StreamProcessor:
             for j in range(n_ok):
                 origin = int(acc_origin[j])
                 m = messages[origin]
-                tid = str(tids[j])
+                tid = None if tids[j] is None else str(tids[j])
                 p = float(prob[j])
                 doc = {"transaction_id": tid, "fraud_probability": p, "fraud_label": int(label[j]),
                        "threshold": threshold, "model_version": version,
@@ -168,7 +172,8 @@ class StreamProcessor:
                     out.scores.append((m.key, dumps(doc)))
                 else:  # a batch envelope in, one envelope of scores out (the producer's cost is per message)
                     envelopes.setdefault(origin, []).append(doc)
-                recent[tid] = (p, int(label[j]), m.partition)
+                if tid is not None:
+                    recent[tid] = (p, int(label[j]), m.partition)
             for origin, docs in envelopes.items():
                 out.scores.append((messages[origin].key, dumps(docs)))
             while len(recent) > self.label_horizon:
@@ -225,15 +230,20 @@ class StreamProcessor:
                        off_of_msg: np.ndarray, columns: dict, now: float, out: Outcome) -> None:
         feats = scored.features
         parts, offs = part_of_msg[acc_origin], off_of_msg[acc_origin]
-        et_col = getattr(self.spec, "event_time_column", None)
-        lags = (now - np.asarray(columns[et_col], dtype=np.float64)) if et_col and et_col in columns else None
+        et_col = self.spec.event_time
+        times = np.asarray(columns[et_col], dtype=np.float64) if et_col and et_col in columns else None
+        lags = None if times is None else now - times
+        mismatch = balance_mismatch(feats)
         shipped: list[dict] = []
         for partition, lo, hi, pos in self._groups(parts, offs):
             w = self.windows.window(partition, lo, now, shipped)
             w.last_offset = max(w.last_offset, hi)
             w.sketch.update_batch({k: v[pos] for k, v in feats.numeric.items()},
                                   {k: v[pos] for k, v in feats.categorical.items()},
-                                  prob[pos], None if lags is None else lags[pos])
+                                  prob[pos], None if lags is None else lags[pos],
+                                  event_times=None if times is None else times[pos],
+                                  balance_mismatch=None if mismatch is None else mismatch[pos],
+                                  partition=partition)
         self._ship(shipped, out)
 
     def _window_rejects(self, rejected: list, part_of_msg: np.ndarray, off_of_msg: np.ndarray, now: float,
@@ -250,7 +260,7 @@ class StreamProcessor:
                 reasons[reason] = reasons.get(reason, 0) + 1
                 if reason == "missing_field" and fld:
                     missing[fld] = missing.get(fld, 0) + 1
-            w.sketch.add_rejects(reasons, missing, int(pos.size))
+            w.sketch.add_rejects(reasons, missing, int(pos.size), partition=partition)
         self._ship(shipped, out)
 
     def tick(self, now: float | None = None) -> Outcome:
@@ -264,19 +274,14 @@ class StreamProcessor:
     def merge_partials(self, partials: list[dict]) -> dict:
         from detectors.stats import window_statistics
 
-        sketch = self._sketch_cls.from_dict(self.profile, partials[0]["sketch"])
+        sketch = self._sketch_cls.from_dict(self.compiled, partials[0]["sketch"])
         for p in partials[1:]:
-            sketch.merge(self._sketch_cls.from_dict(self.profile, p["sketch"]))
-        stats = window_statistics(sketch, self.profile, self.settings)
+            sketch.merge(self._sketch_cls.from_dict(self.compiled, p["sketch"]))
         k = partials[0]["window_index"]
-        stats["window_id"] = f"{partials[0]['topic']}:{k:08d}"
-        win = stats.setdefault("window", {})
-        win.update(index=k, partitions=[p["partition"] for p in partials],
-                   offsets={str(p["partition"]): [p["first_offset"], p["last_offset"]] for p in partials},
-                   closed_at=time.time())
-        stats["model_version"] = partials[0].get("model_version")
         labels = [p["labels"] for p in partials if p.get("labels")]
-        stats["concept"] = _concept(labels)
+        stats = window_statistics(sketch, self.profile, self.settings, index=k,
+                                  model_version=partials[0].get("model_version"), concept=_concept(labels))
+        stats["window"]["offsets"] = {str(p["partition"]): [p["first_offset"], p["last_offset"]] for p in partials}
         return stats
 
     def aggregate(self, values: list[bytes], now: float | None = None) -> list[Record]:
@@ -334,6 +339,15 @@ class StreamProcessor:
         if self.metrics is not None:
             self.metrics.labels_joined.labels("joined").inc(joined)
             self.metrics.labels_joined.labels("unmatched").inc(missed)
+
+
+def balance_mismatch(features: Any) -> np.ndarray | None:
+    """Events whose origin balance does not add up although the account had funds: PaySim's own quirks
+    keep this rare on genuine traffic, so a jump means corrupted bookkeeping upstream."""
+    num = features.numeric
+    if "errorBalanceOrig" not in num or "oldbalanceOrg" not in num:
+        return None
+    return (np.abs(num["errorBalanceOrig"]) > 0.01) & (num["oldbalanceOrg"] > 0)
 
 
 def _concept(label_counts: list[dict]) -> dict:
