@@ -5,7 +5,7 @@ read defensively: a missing or non-numeric statistic is "not evaluated", never a
 
 >>> policy = Policy.load()
 >>> policy.bands("missing_data").classify(0.12), policy.bands("feature_drift").classify(0.05)
-('P2', 'P4')
+('P2', None)
 >>> stats = {"window": {"index": 7}, "model_version": "m1", "missing_ratio": 0.3,
 ...          "features": {"amount": {"psi": 0.45, "drifted": True, "missing_ratio": 0.0},
 ...                       "hour": {"psi": 0.01, "drifted": False}}}
@@ -84,9 +84,12 @@ def get_path(doc: Any, path: str) -> Any:
 class Bands:
     """Lower bounds per severity; a value at or above a bound gets that severity (most severe wins).
 
+    Below every bound (or no value) is ``None``: no breach. A ``P4`` bound is allowed (info-only breaches,
+    which open incidents only if ``lifecycle.open_severities`` includes P4).
+
     >>> b = Bands.from_mapping({"P1": 0.4, "P2": 0.2, "P3": 0.1}, "bands")
     >>> [b.classify(v) for v in (0.5, 0.4, 0.39, 0.1, 0.0999, None)]
-    ['P1', 'P1', 'P2', 'P3', 'P4', 'P4']
+    ['P1', 'P1', 'P2', 'P3', None, None]
     """
 
     bounds: tuple[tuple[str, float], ...]
@@ -97,8 +100,8 @@ class Bands:
             raise PolicyError(f"{where}: expected a table of severity = lower bound, e.g. {{ P1 = 0.4 }}")
         bounds = []
         for sev, bound in mapping.items():
-            if sev not in SEVERITIES[:3]:
-                raise PolicyError(f"{where}: {sev!r} is not one of P1, P2, P3")
+            if sev not in SEVERITIES:
+                raise PolicyError(f"{where}: {sev!r} is not one of {', '.join(SEVERITIES)}")
             if number(bound) is None:
                 raise PolicyError(f"{where}.{sev}: expected a finite number, got {bound!r}")
             bounds.append((sev, float(bound)))
@@ -108,13 +111,13 @@ class Bands:
                 raise PolicyError(f"{where}: bound of {s1} ({b1}) is below the bound of {s2} ({b2})")
         return cls(tuple(bounds))
 
-    def classify(self, value: float | None) -> str:
+    def classify(self, value: float | None) -> str | None:
         if value is None:
-            return "P4"
+            return None
         for sev, bound in self.bounds:
             if value >= bound:
                 return sev
-        return "P4"
+        return None
 
     def bound(self, severity: str) -> float | None:
         return dict(self.bounds).get(severity)
@@ -295,9 +298,9 @@ class Policy:
                     and psi is not None and psi < thr):
                 continue  # below the calibrated noise floor for this window size
             sev = bands.classify(psi)
-            if sev == "P4" and drifted is True:
+            if sev is None and drifted is True:
                 sev = flag_sev
-            if not self.opens(sev):
+            if sev is None or not self.opens(sev):
                 continue
             ev = {k: f[k] for k in ("kind", "psi", "ks_d", "ks_pvalue", "chi2", "chi2_pvalue", "missing_ratio",
                                     "count", "drifted") if k in f}
@@ -323,7 +326,7 @@ class Policy:
                       {"features": per, "bands": dict(bands.bounds)})
 
     @staticmethod
-    def _scalar(stats, cfg, bands) -> tuple[str, float | None, float]:
+    def _scalar(stats, cfg, bands) -> tuple[str | None, float | None, float]:
         value = number(get_path(stats, cfg["statistic"]))
         ref = None
         for path in cfg.get("reference", []):
@@ -333,16 +336,16 @@ class Policy:
         if ref is None:
             ref = float(cfg.get("reference_default", 0.0))
         if value is None:
-            return "P4", None, ref
+            return None, None, ref
         return bands.classify(value - ref), value, ref
 
     @staticmethod
-    def _pct(v: float) -> str:
-        return f"{100 * v:.3g}%"
+    def _pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{100 * v:.3g}%"
 
     def _simple(self, stats, cfg, bands, name: str, text, features=(), covers_all=False, extra=None) -> list[Breach]:
         sev, value, ref = self._scalar(stats, cfg, bands)
-        if value is None or not self.opens(sev):
+        if value is None or sev is None or not self.opens(sev):
             return []
         bound = bands.bound(sev)
         evidence = {"statistic": cfg["statistic"], "value": value, "bands": dict(bands.bounds)}
@@ -380,7 +383,7 @@ class Policy:
     def _eval_stale_data(self, stats, cfg, bands) -> list[Breach]:
         extra = {"freshness": dict(stats["freshness"])} if isinstance(stats.get("freshness"), Mapping) else {}
         return self._simple(stats, cfg, bands, "stale_data",
-                            lambda v, b, r: f"stale data: event-time lag p95 {v:.0f} s (>= {b:.0f} s)", extra=extra)
+                            lambda v, b, r: f"stale data: event-time lag p95 {v:.0f} s (>= {_fmt(b)} s)", extra=extra)
 
     def _eval_dead_letter_spike(self, stats, cfg, bands) -> list[Breach]:
         extra = {"dlq_by_reason": dict(stats["dlq_by_reason"])} if isinstance(stats.get("dlq_by_reason"), Mapping) else {}
@@ -391,7 +394,7 @@ class Policy:
     def _eval_score_drift(self, stats, cfg, bands) -> list[Breach]:
         extra = {"score": dict(stats["score"])} if isinstance(stats.get("score"), Mapping) else {}
         return self._simple(stats, cfg, bands, "score_drift",
-                            lambda v, b, r: f"score drift: score PSI {v:.3g} (>= {b:.3g})", extra=extra)
+                            lambda v, b, r: f"score drift: score PSI {v:.3g} (>= {_fmt(b)})", extra=extra)
 
     def _eval_concept_drift(self, stats, cfg, bands) -> list[Breach]:
         concept = stats.get("concept")
@@ -420,13 +423,13 @@ class Policy:
         worst = max(drops.values(), default=None)
         sev = bands.classify(worst)
         if flags:
-            sev = most_severe([sev, cfg.get("flag_severity", "P3")])
-        if not self.opens(sev):
+            sev = most_severe([s for s in (sev, cfg.get("flag_severity", "P3")) if s is not None])
+        if sev is None or not self.opens(sev):
             return []
         parts = []
         if flags:
             parts.append("detectors fired: " + ", ".join(flags))
-        if worst is not None and bands.classify(worst) != "P4":
+        if worst is not None and bands.classify(worst) is not None:
             parts.append(f"performance down {self._pct(worst)}")
         return [Breach("concept_drift", sev, (), worst, f"{sev} concept drift: " + "; ".join(parts),
                        {"flags": flags, "performance_drop": drops, "bands": dict(bands.bounds)})]
