@@ -19,12 +19,12 @@ COPY detectors ./detectors
 COPY incident ./incident
 COPY simulator ./simulator
 
-# A non-root user; /models is the mount point of the shared model volume, owned by that user so a
-# fresh named volume inherits the ownership.
+# A non-root user. /models (the shared model volume) and /var/lib/breeboost (the incident agent's state
+# and incident log) are owned by that user, so fresh named volumes mounted there inherit the ownership.
 RUN pip install . \
  && useradd --create-home --uid 10001 breeboost \
- && mkdir -p /models \
- && chown breeboost:breeboost /models
+ && mkdir -p /models /var/lib/breeboost \
+ && chown breeboost:breeboost /models /var/lib/breeboost
 
 USER breeboost
 WORKDIR /home/breeboost
