@@ -14,6 +14,11 @@ prepended, so values below the reference range get a bin of their own (a referen
 when the top edge is the reference maximum the same happens above. A feature therefore has between 1 and
 ``n_bins + 1`` bins.
 
+Features named in ``exclude`` (default :data:`TIME_FEATURES`: ``hour``, ``day``, ``step``) are left out
+and listed under ``"excluded"``: their distribution within a window depends on *when* the window is (a
+10,000-event window covers about one simulated hour), not on drift, so testing them would page on every
+calm window.
+
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
 >>> p = build_profile({"amount": rng.lognormal(5, 1, 1000), "flag": np.r_[np.zeros(950), np.ones(50)]},
@@ -35,11 +40,13 @@ import numpy as np
 
 from detectors.errors import ProfileError
 
-__all__ = ["PROFILE_FORMAT", "PROFILE_VERSION", "build_profile", "numeric_reference", "categorical_reference",
+__all__ = ["TIME_FEATURES", "PROFILE_FORMAT", "PROFILE_VERSION", "build_profile", "numeric_reference", "categorical_reference",
            "quantile_edges", "check_profile", "MISSING_CATEGORY_VALUES"]
 
 PROFILE_FORMAT = "breeboost.drift-profile"
 PROFILE_VERSION = 1
+#: Features left out of drift testing by default (functions of event time; see the module docstring).
+TIME_FEATURES = ("hour", "day", "step")
 #: Categorical values counted as missing rather than as a category.
 MISSING_CATEGORY_VALUES = ("", "None", "nan", "NaN", "null")
 
@@ -117,12 +124,13 @@ def categorical_reference(values: np.ndarray, max_categories: int = 50) -> dict[
 
 def build_profile(numeric: Mapping[str, np.ndarray], categorical: Mapping[str, np.ndarray], scores: np.ndarray,
                   n_bins: int = 10, ks_points: int = 2000, seed: int = 0, threshold: float | None = None,
-                  max_categories: int = 50) -> dict[str, Any]:
+                  max_categories: int = 50, exclude: tuple[str, ...] = TIME_FEATURES) -> dict[str, Any]:
     """Build the reference profile from training-time features and scores (see the module docstring).
 
     ``numeric``: name -> float array (NaN = missing); ``categorical``: name -> str array; ``scores``: the
     model's fraud probabilities on the same rows; ``threshold``: the model's decision threshold, used for
-    the reference predicted-fraud rate (``None``: not recorded). The result is JSON-able (orjson).
+    the reference predicted-fraud rate (``None``: not recorded); ``exclude``: feature names not to monitor.
+    The result is JSON-able (orjson).
     """
     if not isinstance(n_bins, (int, np.integer)) or n_bins < 2:
         raise ValueError(f"n_bins must be an integer >= 2, got {n_bins!r}")
@@ -132,6 +140,9 @@ def build_profile(numeric: Mapping[str, np.ndarray], categorical: Mapping[str, n
         raise ValueError(f"max_categories must be >= 1, got {max_categories!r}")
     if threshold is not None and not (0.0 <= float(threshold) <= 1.0):
         raise ValueError(f"threshold must be in [0, 1] or None, got {threshold!r}")
+    excluded = sorted((set(numeric) | set(categorical)) & set(exclude))
+    numeric = {k: v for k, v in numeric.items() if k not in excluded}
+    categorical = {k: v for k, v in categorical.items() if k not in excluded}
     overlap = set(numeric) & set(categorical)
     if overlap:
         raise ValueError(f"numeric and categorical share feature names: {sorted(overlap)}")
@@ -151,6 +162,7 @@ def build_profile(numeric: Mapping[str, np.ndarray], categorical: Mapping[str, n
                     for i, (name, v) in enumerate(numeric.items())},
         "categorical": {name: categorical_reference(v, max_categories) for name, v in categorical.items()},
         "score": score,
+        "excluded": excluded,
     }
 
 

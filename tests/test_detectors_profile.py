@@ -66,3 +66,11 @@ def test_check_profile_rejects_other_versions():
 def test_quantile_edges_discrete():
     e = quantile_edges(np.r_[np.zeros(50), np.ones(50)], 10)
     assert e.tolist() == [np.nextafter(0, -1), 0.0, 1.0]
+
+
+def test_time_features_are_excluded_by_default():
+    x = np.arange(100.0)
+    p = build_profile({"amount": x, "hour": x % 24, "day": x // 24}, {}, x / 100)
+    assert list(p["numeric"]) == ["amount"] and p["excluded"] == ["day", "hour"]
+    p = build_profile({"amount": x, "hour": x % 24}, {}, x / 100, exclude=())
+    assert list(p["numeric"]) == ["amount", "hour"] and p["excluded"] == []
