@@ -365,3 +365,19 @@ def test_dockerignore_keeps_what_the_image_copies():
         for src in [p for p in line.split() if not p.startswith("--")][:-1]:
             assert src not in ignored, f".dockerignore drops {src}, which the Dockerfile copies"
     assert ".venv" in ignored and ".git" in ignored
+
+
+def test_breeboost_commands_in_the_operations_guide_parse(capsys):
+    text = (ROOT / "docs" / "operations.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    commands = [line.split("#")[0].split() for b in blocks for line in b.splitlines()
+                if line.strip().startswith("breeboost ")]
+    assert commands, "no breeboost command in docs/operations.md"
+    for cmd in commands:
+        argv = cmd[1:]
+        assert argv[0] in COMMANDS, cmd
+        if _own_options(_subparsers()[argv[0]]):
+            try:
+                build_parser().parse_args(argv)
+            except SystemExit:
+                pytest.fail(f"docs/operations.md: `{' '.join(cmd)}` is rejected: {capsys.readouterr().err}")
