@@ -184,3 +184,47 @@ def test_real_prometheus_loads_the_rules_and_accepts_every_dashboard_query(metri
         while not all(r["health"] == "ok" for r in prom.rules()) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert all(r["health"] == "ok" for r in prom.rules()), prom.rules()
+
+
+def _touch_every_series(owner) -> int:
+    """Give every metric object held by ``owner`` (a WorkerMetrics/IncidentMetrics) one sample."""
+    from prometheus_client import Info
+    from prometheus_client.metrics import MetricWrapperBase
+
+    n = 0
+    for metric in vars(owner).values():
+        if not isinstance(metric, MetricWrapperBase):
+            continue
+        if isinstance(metric, Info):
+            metric.info({"version": "test"})
+        else:
+            child = metric.labels(*["x"] * len(metric._labelnames)) if metric._labelnames else metric
+            for verb in ("inc", "set", "observe"):
+                if hasattr(child, verb):
+                    getattr(child, verb)(1)
+                    break
+        n += 1
+    return n
+
+
+@needs_prometheus
+@pytest.mark.timeout(90)
+def test_every_catalogued_series_reaches_prometheus_under_its_catalogue_name():
+    """The real metric classes of the worker and the incident agent, scraped by a real Prometheus: each
+    name of docs/metrics.md is a series Prometheus stores (histograms as `_count`)."""
+    worker_metrics = pytest.importorskip("streams.metrics")
+    incident_metrics = pytest.importorskip("incident.metrics")
+    from tests.test_ops_catalogue import catalogue
+
+    registry = CollectorRegistry()
+    touched = _touch_every_series(worker_metrics.WorkerMetrics(registry))
+    touched += _touch_every_series(incident_metrics.IncidentMetrics(registry))
+    cat = catalogue()
+    assert touched == len(cat)
+    server, _ = start_http_server(0, addr="127.0.0.1", registry=registry)
+    try:
+        queries = {name: name + "_count" if row["type"] == "histogram" else name for name, row in cat.items()}
+        scrape_and_query(f"127.0.0.1:{server.server_port}", list(queries.values()), timeout=45)
+    finally:
+        server.shutdown()
+        server.server_close()
