@@ -105,8 +105,11 @@ class NumericSketch:
         self.missing += int(nan.sum())
         self.invalid += int(x.size - finite.sum() - nan.sum())
         if xf.size:
-            self.bins += np.bincount(np.searchsorted(self.ref.edges, xf, "left"), minlength=self.bins.size)
-            self.cells += self.ref.cells.count(xf)
+            xs = np.sort(xf)
+            # bin i is (e_{i-1}, e_i]: its upper boundary is the number of sorted values <= e_i
+            upper = np.searchsorted(xs, self.ref.edges, "right")
+            self.bins += np.diff(np.concatenate([[0], upper, [xs.size]]))
+            self.cells += self.ref.cells.count(xs, presorted=True)
         return nan
 
     def merge(self, other: "NumericSketch") -> None:
