@@ -34,8 +34,10 @@ import copy
 import time
 from typing import Any, Iterable, Mapping
 
+import numpy as np
+
 from incident.events import event_order, fingerprint, incident_id_for, iso
-from incident.policy import Breach, Policy, most_severe, number
+from incident.policy import Breach, Policy, get_path, most_severe, number
 
 __all__ = ["IncidentManager", "STATE_VERSION"]
 
@@ -84,6 +86,7 @@ class IncidentManager:
         self._trackers: dict[str, dict] = {}
         self._last_index: dict[str, int] = {}
         self._recent_ids: collections.deque[str] = collections.deque(maxlen=_RECENT_IDS)
+        self._baselines: dict[str, list[float]] = {}
         self.processed = 0
         self.ignored = 0
 
@@ -92,6 +95,7 @@ class IncidentManager:
         """Everything needed to continue after a restart, JSON-able (pending counters included)."""
         return {"version": STATE_VERSION, "last_index": dict(self._last_index),
                 "recent_ids": list(self._recent_ids), "trackers": copy.deepcopy(self._trackers),
+                "baselines": copy.deepcopy(self._baselines),
                 "processed": self.processed, "ignored": self.ignored}
 
     @classmethod
@@ -104,6 +108,7 @@ class IncidentManager:
         self._trackers = copy.deepcopy(dict(state.get("trackers", {})))
         self._last_index = {str(k): int(v) for k, v in state.get("last_index", {}).items()}
         self._recent_ids.extend(state.get("recent_ids", []))
+        self._baselines = {str(k): [float(x) for x in v] for k, v in state.get("baselines", {}).items()}
         self.processed = int(state.get("processed", 0))
         self.ignored = int(state.get("ignored", 0))
 
@@ -213,7 +218,9 @@ class IncidentManager:
             self._recent_ids.append(win["window_id"])
         self.processed += 1
         mv = stats.get("model_version") if isinstance(stats.get("model_version"), str) else None
+        stats = self._with_learned_references(stats)
         breaches = self.policy.evaluate(stats)
+        self._learn(stats, breaches)
         sources = [Breach(t["type"], t["severity"], tuple(t["features"]), None, "", {}, t["covers_all"])
                    for t in self.open_incidents()]
         kept, muted = self.policy.inhibit(breaches, sources)
@@ -242,6 +249,36 @@ class IncidentManager:
                 events.append(self._event(t, "resolved", now, win, ended=True))
                 del self._trackers[fp]
         return events
+
+    # -- learned references (statistics whose normal level the payload does not carry) ----------------
+    def _learned_types(self) -> list[tuple[str, dict]]:
+        return [(n, c) for n, c in self.policy.types.items() if c.get("learn_reference_windows") and c.get("statistic")]
+
+    def _with_learned_references(self, stats: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Inject ``reference.<statistic>`` (median of recent clean windows) where the payload has none."""
+        out = stats
+        for name, cfg in self._learned_types():
+            if any(number(get_path(stats, p)) is not None for p in cfg.get("reference", [])):
+                continue
+            values = self._baselines.get(name, [])
+            if len(values) < int(cfg.get("learn_min_windows", 3)):
+                continue
+            if out is stats:
+                out = dict(stats)
+                out["reference"] = dict(stats["reference"]) if isinstance(stats.get("reference"), Mapping) else {}
+            out["reference"][cfg["statistic"]] = float(np.median(values))
+        return out
+
+    def _learn(self, stats: Mapping[str, Any], breaches: list[Breach]) -> None:
+        if breaches:
+            return  # only windows where nothing breached teach what normal looks like
+        for name, cfg in self._learned_types():
+            value = number(get_path(stats, cfg["statistic"]))
+            if value is None:
+                continue
+            values = self._baselines.setdefault(name, [])
+            values.append(value)
+            del values[:-int(cfg["learn_reference_windows"])]
 
     def _new_tracker(self, b: Breach, fp: str, mv: str | None, stream: str, win: dict, now: float) -> dict:
         return {

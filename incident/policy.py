@@ -151,9 +151,11 @@ class InhibitRule:
     source_severities: frozenset[str]
     target_types: frozenset[str]
     equal: str
+    source_features: frozenset[str] = frozenset()
 
     def source_matches(self, b: Breach) -> bool:
-        return b.type in self.source_types and (not self.source_severities or b.severity in self.source_severities)
+        return (b.type in self.source_types and (not self.source_severities or b.severity in self.source_severities)
+                and (not self.source_features or any(b.covers(f) for f in self.source_features)))
 
 
 def _deep_merge(base: dict, override: Mapping) -> dict:
@@ -227,7 +229,8 @@ class Policy:
                     raise PolicyError(f"{where}.{key}: expected a non-empty list of incident types, bad: {sorted(bad)}")
             self.inhibit_rules.append(InhibitRule(frozenset(r["source_types"]),
                                                   frozenset(r.get("source_severities", [])),
-                                                  frozenset(r["target_types"]), r.get("equal", "none")))
+                                                  frozenset(r["target_types"]), r.get("equal", "none"),
+                                                  frozenset(r.get("source_features", []))))
 
     @staticmethod
     def _int(value: Any, where: str) -> int:
@@ -334,10 +337,19 @@ class Policy:
             if ref is not None:
                 break
         if ref is None:
-            ref = float(cfg.get("reference_default", 0.0))
+            ref = number(cfg.get("reference_default"))
+        if ref is None and cfg.get("reference"):
+            return None, None, None  # a rule measured against a reference is not evaluated without one
+        ref = ref or 0.0
         if value is None:
             return None, None, ref
-        return bands.classify(value - ref), value, ref
+        excess = value - ref
+        n = number(get_path(stats, cfg["count"])) if cfg.get("count") else None
+        if cfg.get("min_z") is not None and n:
+            p = min(max(ref, 1.0 / n), 1 - 1.0 / n)
+            if excess / math.sqrt(p * (1 - p) / n) < float(cfg["min_z"]):
+                return None, value, ref  # not significant for this window's size
+        return bands.classify(excess), value, ref
 
     @staticmethod
     def _pct(v: float | None) -> str:
@@ -369,10 +381,33 @@ class Policy:
                             features=per, extra=extra)
 
     def _eval_schema_mismatch(self, stats, cfg, bands) -> list[Breach]:
-        extra = {"dlq_by_reason": dict(stats["dlq_by_reason"])} if isinstance(stats.get("dlq_by_reason"), Mapping) else {}
-        return self._simple(stats, cfg, bands, "schema_mismatch",
-                            lambda v, b, r: f"schema mismatch in {self._pct(v)} of events (>= {self._pct(b)})",
-                            covers_all=True, extra=extra)
+        reasons = stats.get("dlq_by_reason")
+        events = number(get_path(stats, "window.events"))
+        value = None
+        if cfg.get("reasons") and isinstance(reasons, Mapping) and events:
+            value = sum(number(reasons.get(r)) or 0.0 for r in cfg["reasons"]) / events
+        else:
+            value = number(get_path(stats, cfg["statistic"]))
+        feats = stats.get("features") if isinstance(stats.get("features"), Mapping) else {}
+        floor = number(cfg.get("vanished_field_ratio"))
+        vanished = {}
+        if floor is not None:
+            vanished = {n: m for n, f in feats.items() if isinstance(f, Mapping)
+                        and (m := number(f.get("missing_ratio"))) is not None and m >= floor}
+        if vanished:
+            value = max(value or 0.0, max(vanished.values()))
+        sev = bands.classify(value)
+        if value is None or sev is None or not self.opens(sev):
+            return []
+        text = f"{sev} schema mismatch in {self._pct(value)} of events (>= {self._pct(bands.bound(sev))})"
+        if vanished:
+            text += f"; field(s) gone from nearly every event: {', '.join(sorted(vanished))}"
+        evidence = {"statistic": "dlq_by_reason" if cfg.get("reasons") and isinstance(reasons, Mapping) and events
+                    else cfg["statistic"], "value": value, "reasons": list(cfg.get("reasons", [])),
+                    "vanished_fields": vanished, "bands": dict(bands.bounds)}
+        if isinstance(reasons, Mapping):
+            evidence["dlq_by_reason"] = dict(reasons)
+        return [Breach("schema_mismatch", sev, tuple(sorted(vanished)), value, text, evidence, True)]
 
     def _eval_corrupted_balances(self, stats, cfg, bands) -> list[Breach]:
         return self._simple(stats, cfg, bands, "corrupted_balances",
@@ -449,7 +484,13 @@ class Policy:
         >>> [(b.type, b.severity, b.features) for b in kept], muted[0]["features"]
         ([('missing_data', 'P2', ('amount',)), ('feature_drift', 'P3', ('hour',))], ['amount'])
         """
-        pool = list(breaches) + list(sources)
+        sources = list(sources)
+        first, _ = self._inhibit_once(breaches, list(breaches) + sources)
+        # Second pass: a breach that was muted entirely is no source (no cycles of mutual muting).
+        alive = {b.type for b in first}
+        return self._inhibit_once(breaches, [b for b in breaches if b.type in alive] + sources)
+
+    def _inhibit_once(self, breaches: list[Breach], pool: list[Breach]) -> tuple[list[Breach], list[dict]]:
         kept: list[Breach] = []
         muted: list[dict] = []
         for b in breaches:

@@ -5,7 +5,8 @@ first window (and partitions) where it crossed; which feature moved first; per i
 started and the likely cause in plain words (from the playbook).
 
 A feature "crosses" in a window when its calibrated ``drifted`` flag is true or its PSI reaches the
-policy's lowest feature-drift band (0.1 by default).
+policy's lowest feature-drift band (0.1 by default). When several cross in the same window, an input
+feature wins over one the model spec derives from inputs, then the larger PSI.
 
 >>> hist = [{"window_id": f"w{i}", "window": {"index": i, "partitions": [0, 1]},
 ...          "features": {"amount": {"psi": 0.5 if i >= 3 else 0.01, "missing_ratio": 0.0},
@@ -144,8 +145,21 @@ def first_changed(stats: Iterable[Mapping[str, Any]], policy: Policy | None = No
         rows = [r for r in rows if r["feature"] in keep]
     if not rows:
         return None
-    best = min(rows, key=lambda r: (r["_pos"], -(r["first_psi"] or 0.0)))
+    derived = _derived_features()
+    # Ties (several features cross in the same window) go to an input feature over a derived one (a
+    # derived feature moves because its inputs did), then to the larger PSI.
+    best = min(rows, key=lambda r: (r["_pos"], r["feature"] in derived, -(r["first_psi"] or 0.0)))
     return _public(best)
+
+
+def _derived_features() -> frozenset[str]:
+    """Names of the shipped spec's derived features (empty if the models package cannot tell)."""
+    try:
+        from models.spec import load_spec
+
+        return frozenset(name for name, _ in load_spec().derived)
+    except Exception:  # RCA must work on any history, whatever the model package's state
+        return frozenset()
 
 
 def _pct(v: float | None) -> str:

@@ -38,7 +38,8 @@ def make_stats(index: int, psi: dict | None = None, drifted: dict | None = None,
            "model_version": model_version, "features": feats,
            "thresholds": {"psi": 0.05, "ks_d": 0.03},
            "missing_ratio": missing_ratio, "schema_error_ratio": schema_error_ratio, "dlq_ratio": dlq_ratio,
-           "dlq_by_reason": {"missing_field": int(events * missing_ratio)},
+           "dlq_by_reason": {"missing_field": int(events * missing_ratio),
+                             "wrong_type": int(round(events * schema_error_ratio))},
            "balance_error_ratio": balance_error_ratio,
            "freshness": {"lag_p50_s": lag_p95_s / 2, "lag_p95_s": lag_p95_s},
            "score": {"psi": score_psi, "mean": 0.01, "predicted_fraud_rate": 0.0013, "reference_fraud_rate": 0.0013},
@@ -82,6 +83,8 @@ def summary(events):
     (dict(missing_ratio=0.2, dlq_ratio=0.2, feature_missing={"amount": 0.2}), "missing_data", "P2"),
     (dict(missing_ratio=0.3, dlq_ratio=0.3, feature_missing={"amount": 0.3}, psi={"amount": 0.6}), "missing_data", "P1"),
     (dict(schema_error_ratio=0.1, dlq_ratio=0.1, psi={"amount": 0.3}), "schema_mismatch", "P1"),
+    # a renamed field: missing from every event, validation says missing_field
+    (dict(missing_ratio=1.0, dlq_ratio=1.0, feature_missing={"amount": 1.0}), "schema_mismatch", "P1"),
     (dict(balance_error_ratio=0.5, psi={"errorBalanceOrig": 0.9, "errorBalanceDest": 0.7}), "corrupted_balances", "P1"),
     (dict(lag_p95_s=900.0), "stale_data", "P2"),
     (dict(lag_p95_s=7200.0), "stale_data", "P1"),
@@ -221,6 +224,15 @@ def test_firing_integrity_incident_keeps_inhibiting(policy):
     assert types == {"missing_data"}
 
 
+def test_missing_fields_are_missing_data_not_schema_mismatch(policy):
+    # the detectors' schema_error_ratio counts missing fields too; the policy reads the reasons
+    kw = dict(missing_ratio=0.2, dlq_ratio=0.2, feature_missing={"amount": 0.2})
+    payloads = scenario("x", **kw)
+    for p in payloads:
+        p["schema_error_ratio"] = p["missing_ratio"]
+    assert {e["type"] for e in run(IncidentManager(policy), payloads)} == {"missing_data"}
+
+
 def test_missing_fields_are_not_evaluated(policy):
     payloads = [{"window": {"index": i}, "window_id": f"w{i}"} for i in range(10)]
     payloads += [make_stats(10 + i, omit=("features", "score", "freshness", "concept", "missing_ratio")) for i in range(5)]
@@ -312,3 +324,45 @@ def test_state_is_bounded_and_json_able(policy):
 def test_constructor_validates_policy():
     with pytest.raises(ValueError, match="policy"):
         IncidentManager({"lifecycle": {}})
+
+
+# --- corrupted balances: a learned reference, a significance guard, drift explains it ---------------
+def _paysim_balance(i, rate, events=10000, **kw):
+    # no reference in the payload (as the detectors ship it): the manager learns one
+    return make_stats(i, balance_error_ratio=rate, balance_reference=None, events=events, **kw)
+
+
+def test_balance_reference_is_learned_and_a_calm_paysim_rate_never_pages(policy):
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    calm = [_paysim_balance(i, 0.486 + rng.normal(0, 0.005)) for i in range(60)]
+    m = IncidentManager(policy)
+    assert run(m, calm) == []
+    assert abs(m.state_dict()["baselines"]["corrupted_balances"][-1] - 0.486) < 0.03
+
+
+def test_balance_corruption_fires_once_over_the_learned_reference(policy):
+    rates = [0.486] * 6 + [0.548] * 6 + [0.486] * 6  # balance_corruption:fraction=0.3 on simulator traffic
+    events = run(IncidentManager(policy), [_paysim_balance(i, r) for i, r in enumerate(rates)])
+    assert summary(events) == [("fired", "firing", "corrupted_balances", "P1"),
+                               ("resolved", "resolved", "corrupted_balances", "P1")]
+    assert events[0]["details"]["evidence"]["reference"] == pytest.approx(0.486)
+
+
+def test_balance_rule_waits_for_a_reference_and_for_significance(policy):
+    # corrupted from the very first window: no reference yet, nothing evaluated
+    assert run(IncidentManager(policy), [_paysim_balance(i, 0.9) for i in range(3)]) == []
+    # 500-event windows: a 4-point excess is ~1.8 standard errors, noise
+    small = [_paysim_balance(i, 0.486 if i < 5 else 0.526, events=500) for i in range(15)]
+    assert run(IncidentManager(policy), small) == []
+
+
+@pytest.mark.parametrize("drift", [{"amount": 0.8}, {"type": 0.3}])
+def test_amount_or_type_drift_explains_the_balance_error_rate(policy, drift):
+    # amount_scale on simulator traffic moves the balance-error rate from 0.49 to 0.68: one drift incident
+    payloads = [_paysim_balance(i, 0.68 if 5 <= i < 11 else 0.486,
+                                psi={**drift, "errorBalanceOrig": 0.5} if 5 <= i < 11 else {}) for i in range(20)]
+    events = run(IncidentManager(policy), payloads)
+    assert summary(events)[0][:3] == ("fired", "firing", "feature_drift") and len(events) == 2
+    assert set(events[0]["details"]["affected_features"]) == set(drift) | {"errorBalanceOrig"}

@@ -64,8 +64,8 @@ def test_schema_mismatch_bands(policy, ratio, sev):
     assert got == (set() if sev is None else {("schema_mismatch", sev)})
 
 
-@pytest.mark.parametrize("ratio,ref,sev", [(0.3, 0.3, None), (0.349, 0.3, None), (0.36, 0.3, "P1"), (0.04, None, None),
-                                           (0.05, None, "P1")])
+@pytest.mark.parametrize("ratio,ref,sev", [(0.3, 0.3, None), (0.329, 0.3, None), (0.331, 0.3, "P1"), (0.9, None, None),
+                                           (0.05, 0.0, "P1")])
 def test_corrupted_balances_is_measured_above_the_reference(policy, ratio, ref, sev):
     got = types_and_severities(policy, make_stats(1, balance_error_ratio=ratio, balance_reference=ref))
     assert got == (set() if sev is None else {("corrupted_balances", sev)})
