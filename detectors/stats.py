@@ -26,7 +26,6 @@ import math
 import time
 from typing import Any, Mapping
 
-import numpy as np
 
 from detectors.calibration import DetectorConfig, thresholds
 from detectors.window import SCHEMA_REASONS, WindowSketch, compile_profile
