@@ -31,10 +31,9 @@ from __future__ import annotations
 
 import collections
 import copy
+import statistics
 import time
 from typing import Any, Iterable, Mapping
-
-import numpy as np
 
 from incident.events import event_order, fingerprint, incident_id_for, iso
 from incident.policy import Breach, Policy, get_path, most_severe, number
@@ -266,7 +265,7 @@ class IncidentManager:
             if out is stats:
                 out = dict(stats)
                 out["reference"] = dict(stats["reference"]) if isinstance(stats.get("reference"), Mapping) else {}
-            out["reference"][cfg["statistic"]] = float(np.median(values))
+            out["reference"][cfg["statistic"]] = float(statistics.median(values))
         return out
 
     def _learn(self, stats: Mapping[str, Any], breaches: list[Breach]) -> None:
