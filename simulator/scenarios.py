@@ -20,7 +20,7 @@ array([False,  True,  True, False])
 >>> parse_scenario("warp_drive")
 Traceback (most recent call last):
 ...
-simulator.scenarios.ScenarioError: unknown scenario 'warp_drive'; choose one of amount_scale, balance_corruption, fraud_burst, malformed, missing_fields, schema_break, stale_clock, type_mix
+simulator.errors.ScenarioError: unknown scenario 'warp_drive'; choose one of amount_scale, balance_corruption, fraud_burst, malformed, missing_fields, schema_break, stale_clock, type_mix
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 import orjson
 
-from breeboost.errors import BreeBoostError
+from simulator.errors import ScenarioError
 from simulator.paysim import TYPES
 
 __all__ = [
@@ -48,10 +48,6 @@ NUMERIC_FIELDS: tuple[str, ...] = ("step", "amount", "oldbalanceOrg", "newbalanc
                                    "newbalanceDest", "isFlaggedFraud", "event_time")
 _BALANCES = ("oldbalanceOrg", "newbalanceOrig", "oldbalanceDest", "newbalanceDest")
 _MASK64 = (1 << 64) - 1
-
-
-class ScenarioError(BreeBoostError, ValueError):
-    """A scenario name or parameter is invalid (the message names it and the allowed values)."""
 
 
 def hash_uniform(seed: int, salt: int, index: np.ndarray) -> np.ndarray:
