@@ -81,14 +81,8 @@ def run_train(args: argparse.Namespace, settings: Any) -> int:
 
 
 def _simulate(count: int, seed: int) -> dict:
-    try:
-        import simulator
-        generate = getattr(simulator, "generate", None)
-        if generate is None:
-            from simulator.generator import generate
-    except ImportError as e:
-        from models.errors import DataError
-        raise DataError(f"the simulator is not available ({e}); pass --data FILE") from None
+    from simulator import generate
+
     return generate(count, seed)
 
 
