@@ -16,7 +16,7 @@ batch, so a transaction scored alone gets exactly the features it gets inside a 
 >>> f.numeric["hour"], f.numeric["day"], f.numeric["is_large_transaction"]
 (array([0., 5.]), array([0., 1.]), array([1., 0.]))
 >>> f.matrix().shape, f.matrix().dtype, f.matrix()[0, -5:].tolist()
-((2, 18), dtype('float32'), [0.0, 0.0, 0.0, 0.0, 1.0])
+((2, 20), dtype('float32'), [0.0, 0.0, 0.0, 0.0, 1.0])
 >>> rec = {k: v[1].item() for k, v in cols.items()}
 >>> bool((features_for_record(rec, spec).matrix()[0] == f.matrix()[1]).all())
 True
