@@ -26,6 +26,7 @@ from breeboost.settings import Settings
 from simulator.encode import encode_events, is_standalone
 from simulator.errors import SimulatorError
 from simulator.generator import DEFAULT_START_TIME, TransactionGenerator
+from simulator.partition import partitions_for
 from simulator.paysim import EVENTS_PER_STEP
 from simulator.scenarios import ScheduledScenario, schedule
 
@@ -108,6 +109,7 @@ class Publisher:
         self.sent = {"transactions": 0, "labels": 0}
         self.messages = 0
         self.aborted: str | None = None
+        self._topic_partitions: dict[str, np.ndarray] = {}
 
     # -- producer ---------------------------------------------------------------------------------
     def _make_producer(self):
@@ -123,19 +125,31 @@ class Publisher:
         except KafkaError as e:
             raise SimulatorError(f"cannot connect to Kafka at {self.settings.bootstrap}: {e}") from None
 
-    def _send(self, topic: str, kind: str, key: bytes, value: bytes, n: int) -> bool:
+    def _partitions(self, topic: str, keys: np.ndarray) -> list[int]:
+        """Partitions of ``keys`` by Kafka's default partitioner, hashed for the whole slice at once."""
+        parts = self._topic_partitions.get(topic)
+        if parts is None:
+            parts = self._topic_partitions[topic] = np.array(sorted(self._producer.partitions_for(topic)))
+        return parts[partitions_for(keys, len(parts))].tolist()
+
+    def _send(self, topic: str, kind: str, key: bytes, value: bytes, n: int, partition: int) -> bool:
         try:
-            fut = self._producer.send(topic, key=key, value=value)
+            fut = self._producer.send(topic, key=key, value=value, partition=partition)
         except Exception as e:  # noqa: BLE001 - any synchronous failure is a failed delivery
-            self.counter.fail(kind, n, e)
-            self.aborted = f"{type(e).__name__}: {e}"
-            log(_log, "publish_aborted", level=logging.ERROR, topic=topic, error=self.aborted)
+            self._abort(topic, kind, n, e)
             return False
         fut.add_callback(self.counter.ok, kind, n)
         fut.add_errback(self.counter.fail, kind, n)
         self.sent[kind] += n
-        self.messages += 1
+        self.messages += kind == "transactions"
         return True
+
+    def _abort(self, topic: str, kind: str, n: int, exc: BaseException) -> None:
+        """A send that fails synchronously (no metadata within the timeout): count it and stop publishing."""
+        self.counter.fail(kind, n, exc)
+        self.sent[kind] += n
+        self.aborted = f"{type(exc).__name__}: {exc}"
+        log(_log, "publish_aborted", level=logging.ERROR, topic=topic, error=self.aborted)
 
     # -- one slice of events ----------------------------------------------------------------------
     def _publish_slice(self, start: int, n: int) -> None:
@@ -145,43 +159,53 @@ class Publisher:
         cols["event_time"] = np.round(now - self.generator.clock_lag(index), 3)
         payloads = encode_events(cols, with_label=False, scenarios=self._encoding,
                                  seed=self.options.seed, start_index=start)
-        keys = [k.encode() for k in cols["nameOrig"].tolist()]
         topic = self.settings.topic_transactions
+        try:
+            parts = self._partitions(topic, cols["nameOrig"])
+        except Exception as e:  # noqa: BLE001 - no metadata: nothing of this slice can be delivered
+            self._abort(topic, "transactions", n, e)
+            return
+        keys = [k.encode() for k in cols["nameOrig"].tolist()]
         b = self.options.batch
         if b == 1:
-            for key, value in zip(keys, payloads):
-                if not self._send(topic, "transactions", key, value, 1):
+            for key, value, part in zip(keys, payloads, parts):
+                if not self._send(topic, "transactions", key, value, 1, part):
                     return
         else:
             group: list[bytes] = []
-            group_key = b""
-            for key, value in zip(keys, payloads):
+            group_key, group_part = b"", 0
+            for key, value, part in zip(keys, payloads, parts):
                 if is_standalone(value):
-                    if not self._send(topic, "transactions", key, value, 1):
+                    if not self._send(topic, "transactions", key, value, 1, part):
                         return
                     continue
                 if not group:
-                    group_key = key
+                    group_key, group_part = key, part
                 group.append(value)
                 if len(group) == b:
-                    if not self._send(topic, "transactions", group_key, b"[" + b",".join(group) + b"]", b):
+                    if not self._send(topic, "transactions", group_key, b"[" + b",".join(group) + b"]", b,
+                                      group_part):
                         return
                     group = []
             if group and not self._send(topic, "transactions", group_key, b"[" + b",".join(group) + b"]",
-                                        len(group)):
+                                        len(group), group_part):
                 return
         if self.options.labels:
-            self._pending.append((now + self.options.label_delay,
-                                  cols["transaction_id"].tolist(), cols["isFraud"].tolist()))
+            self._pending.append((now + self.options.label_delay, cols["transaction_id"], cols["isFraud"].tolist()))
 
     def _send_due_labels(self, force: bool = False) -> None:
         topic = self.settings.topic_labels
         while self._pending and (force or self._pending[0][0] <= time.time()):
             _, tids, labels = self._pending.popleft()
             at = round(time.time(), 3)
-            for tid, y in zip(tids, labels):
+            try:
+                parts = self._partitions(topic, tids)
+            except Exception as e:  # noqa: BLE001
+                self._abort(topic, "labels", len(tids), e)
+                return
+            for tid, y, part in zip(tids.tolist(), labels, parts):
                 value = orjson.dumps({"transaction_id": tid, "isFraud": y, "labelled_at": at})
-                if not self._send(topic, "labels", tid.encode(), value, 1):
+                if not self._send(topic, "labels", tid.encode(), value, 1, part):
                     return
 
     # -- the session ------------------------------------------------------------------------------
