@@ -6,7 +6,7 @@ de-duplication, inhibition), persist its state atomically, count, hand events to
 ``incidents`` (keyed by fingerprint).
 
 State survives a restart: the state file (``STATE_DIR/incident-state.json``) is saved after every batch,
-before the batch's events are published; without it, the state is rebuilt from the incidents topic.
+once the batch's events are on the broker; without it, the state is rebuilt from the incidents topic.
 """
 from __future__ import annotations
 
@@ -82,8 +82,6 @@ class IncidentService:
             events += self.manager.process(stats, time.time() if now is None else now)
             if self.metrics is not None:
                 self.metrics.stats_processed.inc()
-        if self.state is not None:
-            self.state.save(self.manager.state_dict())
         if self.metrics is not None:
             self.metrics.observe_events(events)
             self.metrics.set_open(self.manager.open_counts())
@@ -95,6 +93,13 @@ class IncidentService:
         if self.incident_log is not None and events:
             self.incident_log.append(events)
         return [(event_key(e), encode_event(e)) for e in events]
+
+    def save_state(self) -> None:
+        """Persist the manager's state. Call it after the batch's events are on the broker: a crash in
+        between replays the batch, and its events come again with the same ``event_id`` (consumers and the
+        incident log drop duplicates), whereas saving first would lose them."""
+        if self.state is not None:
+            self.state.save(self.manager.state_dict())
 
     def close(self) -> None:
         for sink in self.sinks:

@@ -90,6 +90,8 @@ def create_app(settings: Settings, role: str, scoring: Any = None, incident_serv
             async for events in stream.take_events(100, within=0.2):
                 out = incident_service.process([e.message.value for e in events])
                 await _publish(incidents_topic, out)
+                await app.producer.flush()  # events on the broker before the state says they were sent
+                incident_service.save_state()
 
     @app.on_rebalance_complete.connect
     async def on_rebalance(sender: Any, **_: Any) -> None:  # pragma: no cover - logging only

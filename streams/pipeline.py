@@ -178,15 +178,16 @@ class StreamProcessor:
                 out.scores.append((messages[origin].key, dumps(docs)))
             while len(recent) > self.label_horizon:
                 recent.popitem(last=False)
-            self._window_update(scored, prob, acc_origin, part_of_msg, off_of_msg, validated.columns, now, out)
         for origin, item, reason, detail, tid, rec, fld in rejected:
             m = messages[origin]
             raw = m.value if item is None else None
             out.dead_letters.append((m.key, dlq_record(reason, detail, raw, m.topic, m.partition, m.offset,
                                                        transaction_id=tid, item=item, record=rec if raw is None else None)))
             out.reasons[reason] = out.reasons.get(reason, 0) + 1
-        if rejected:
-            self._window_rejects(rejected, part_of_msg, off_of_msg, now, out)
+        if n_ok:
+            self._window_all(scored, prob, acc_origin, rejected, part_of_msg, off_of_msg, validated.columns, now, out)
+        else:
+            self._window_all(None, None, np.empty(0, np.int64), rejected, part_of_msg, off_of_msg, {}, now, out)
         if self.metrics is not None:
             mt = self.metrics
             mt.events.labels("scored").inc(n_ok)
@@ -205,17 +206,51 @@ class StreamProcessor:
         return out
 
     # -- windows ---------------------------------------------------------------------------------
-    def _groups(self, parts: np.ndarray, offs: np.ndarray) -> Iterable[tuple[int, int, np.ndarray]]:
-        """(partition, first offset, positions) for each (partition, window) in offset order."""
-        size = self.windows.size
-        win = offs // size
-        order = np.lexsort((offs, parts))
-        p_sorted, w_sorted = parts[order], win[order]
-        if order.size == 0:
+    def _window_all(self, scored: Any, prob: np.ndarray | None, acc_origin: np.ndarray, rejected: list,
+                    part_of_msg: np.ndarray, off_of_msg: np.ndarray, columns: dict, now: float, out: Outcome) -> None:
+        """Add the batch's scored and dead-lettered events to their partitions' windows, in offset order,
+        so a window boundary inside the batch is crossed exactly once."""
+        rej_origin = np.fromiter((r[0] for r in rejected), dtype=np.int64, count=len(rejected))
+        origin = np.concatenate([acc_origin, rej_origin])
+        if origin.size == 0:
             return
-        brk = np.flatnonzero((np.diff(p_sorted) != 0) | (np.diff(w_sorted) != 0)) + 1
+        is_rej = np.concatenate([np.zeros(acc_origin.size, bool), np.ones(rej_origin.size, bool)])
+        parts, offs = part_of_msg[origin], off_of_msg[origin]
+        size = self.windows.size
+        order = np.lexsort((offs, parts))
+        key_p, key_w = parts[order], offs[order] // size
+        brk = np.flatnonzero((np.diff(key_p) != 0) | (np.diff(key_w) != 0)) + 1
+        if scored is not None:
+            feats = scored.features
+            et_col = self.spec.event_time
+            times = np.asarray(columns[et_col], dtype=np.float64) if et_col and et_col in columns else None
+            lags = None if times is None else now - times
+            mismatch = balance_mismatch(feats)
+        shipped: list[dict] = []
+        n_acc = acc_origin.size
         for chunk in np.split(order, brk):
-            yield int(parts[chunk[0]]), int(offs[chunk].min()), int(offs[chunk].max()), chunk
+            partition = int(parts[chunk[0]])
+            w = self.windows.window(partition, int(offs[chunk].min()), now, shipped)
+            w.last_offset = max(w.last_offset, int(offs[chunk].max()))
+            acc = chunk[~is_rej[chunk]]
+            if acc.size:
+                w.sketch.update_batch({k: v[acc] for k, v in feats.numeric.items()},
+                                      {k: v[acc] for k, v in feats.categorical.items()},
+                                      prob[acc], None if lags is None else lags[acc],
+                                      event_times=None if times is None else times[acc],
+                                      balance_mismatch=None if mismatch is None else mismatch[acc],
+                                      partition=partition)
+            rej = chunk[is_rej[chunk]] - n_acc
+            if rej.size:
+                reasons: dict[str, int] = {}
+                missing: dict[str, int] = {}
+                for i in rej:
+                    reason, fld = rejected[i][2], rejected[i][6]
+                    reasons[reason] = reasons.get(reason, 0) + 1
+                    if reason == "missing_field" and fld:
+                        missing[fld] = missing.get(fld, 0) + 1
+                w.sketch.add_rejects(reasons, missing, int(rej.size), partition=partition)
+        self._ship(shipped, out)
 
     def _ship(self, shipped: list[dict], out: Outcome) -> None:
         for partial in shipped:
@@ -225,43 +260,6 @@ class StreamProcessor:
             out.partials.append((PARTIALS_KEY, orjson.dumps(partial, option=orjson.OPT_SERIALIZE_NUMPY)))
         if self.metrics is not None and shipped:
             self.metrics.partials_sent.inc(len(shipped))
-
-    def _window_update(self, scored: Any, prob: np.ndarray, acc_origin: np.ndarray, part_of_msg: np.ndarray,
-                       off_of_msg: np.ndarray, columns: dict, now: float, out: Outcome) -> None:
-        feats = scored.features
-        parts, offs = part_of_msg[acc_origin], off_of_msg[acc_origin]
-        et_col = self.spec.event_time
-        times = np.asarray(columns[et_col], dtype=np.float64) if et_col and et_col in columns else None
-        lags = None if times is None else now - times
-        mismatch = balance_mismatch(feats)
-        shipped: list[dict] = []
-        for partition, lo, hi, pos in self._groups(parts, offs):
-            w = self.windows.window(partition, lo, now, shipped)
-            w.last_offset = max(w.last_offset, hi)
-            w.sketch.update_batch({k: v[pos] for k, v in feats.numeric.items()},
-                                  {k: v[pos] for k, v in feats.categorical.items()},
-                                  prob[pos], None if lags is None else lags[pos],
-                                  event_times=None if times is None else times[pos],
-                                  balance_mismatch=None if mismatch is None else mismatch[pos],
-                                  partition=partition)
-        self._ship(shipped, out)
-
-    def _window_rejects(self, rejected: list, part_of_msg: np.ndarray, off_of_msg: np.ndarray, now: float,
-                        out: Outcome) -> None:
-        origins = np.fromiter((r[0] for r in rejected), dtype=np.int64, count=len(rejected))
-        shipped: list[dict] = []
-        for partition, lo, hi, pos in self._groups(part_of_msg[origins], off_of_msg[origins]):
-            w = self.windows.window(partition, lo, now, shipped)
-            w.last_offset = max(w.last_offset, hi)
-            reasons: dict[str, int] = {}
-            missing: dict[str, int] = {}
-            for i in pos:
-                _, _, reason, _, _, _, fld = rejected[i]
-                reasons[reason] = reasons.get(reason, 0) + 1
-                if reason == "missing_field" and fld:
-                    missing[fld] = missing.get(fld, 0) + 1
-            w.sketch.add_rejects(reasons, missing, int(pos.size), partition=partition)
-        self._ship(shipped, out)
 
     def tick(self, now: float | None = None) -> Outcome:
         """Ship the windows of partitions that went quiet (Faust's window close needs a later event)."""

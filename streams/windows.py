@@ -69,8 +69,8 @@ class PartitionWindows:
             shipped.append(w.partial(self.topic, True, self.model_version, self.size))
         elif w is not None:
             # an older offset than the open window (redelivery after a rebalance): start that window again;
-            # its partial supersedes nothing already published, the aggregator decides (late or not).
-            shipped.append(w.partial(self.topic, True, self.model_version, self.size))
+            # the aggregator decides whether it is late (already published) or not.
+            shipped.append(w.partial(self.topic, False, self.model_version, self.size))
         w = PartitionWindow(index, partition, self.new_sketch(), offset, offset, now)
         self.open[partition] = w
         return w

@@ -26,13 +26,30 @@ def broker_bootstrap(tmp_path_factory):
         yield broker.bootstrap
 
 
-@pytest.fixture
-def kafka_settings(broker_bootstrap) -> Settings:
-    """Settings pointing at the session broker, with topic names unique to this test (already created)."""
+def fresh_settings(bootstrap: str, **overrides) -> Settings:
+    """Settings on ``bootstrap`` with topic names and group id unique to the caller (topics created)."""
     suffix = uuid.uuid4().hex[:8]
-    base = Settings.from_env({}, bootstrap=broker_bootstrap)
+    base = Settings.from_env({}, bootstrap=bootstrap, **overrides)
     renamed = {f: f"{getattr(base, f)}-{suffix}" for f in vars(base) if f.startswith("topic_")}
     s = base.replace(group_id=f"breeboost-{suffix}", **renamed)
     ensure_topics(s)
     wait_for_topics(s, s.topics())
     return s
+
+
+@pytest.fixture
+def kafka_settings(broker_bootstrap) -> Settings:
+    """Settings pointing at the session broker, with topic names unique to this test (already created)."""
+    return fresh_settings(broker_bootstrap)
+
+
+@pytest.fixture(scope="session")
+def paysim_model(tmp_path_factory) -> str:
+    """A PaySim model trained once per session on 200k simulated rows (about 10 s); returns its directory."""
+    from models.spec import load_spec
+    from models.training import TrainConfig, train_model
+    from simulator import generate
+
+    d = tmp_path_factory.mktemp("paysim-model") / "model"
+    train_model(generate(200_000, seed=101), load_spec(), TrainConfig(seed=101)).save(d)
+    return str(d)

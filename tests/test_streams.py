@@ -1,0 +1,237 @@
+"""Streams: the scoring pipeline and windows as plain functions, then the Faust worker on the real broker."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import orjson
+import pytest
+
+from breeboost.settings import Settings
+from models.scorer import Scorer
+from simulator import encode_events, generate
+from simulator.partition import partitions_for
+from streams.audit import audit_topics
+from streams.pipeline import Msg, StreamProcessor
+from tests.streamkit import Worker, read_json, simulate
+
+PARTITIONS = 4
+
+
+def _messages(n: int, seed: int, scenarios=(), partitions: int = PARTITIONS, topic: str = "transactions") -> list[Msg]:
+    """Simulated transactions laid out as Kafka would: partition by key, offsets in order per partition."""
+    cols = generate(n, seed=seed, scenarios=scenarios)
+    payloads = encode_events(cols, with_label=False, scenarios=scenarios, seed=seed)
+    keys = cols["nameOrig"]
+    parts = partitions_for(keys, partitions)
+    next_offset = [0] * partitions
+    out = []
+    for key, p, value in zip(keys.tolist(), parts.tolist(), payloads):
+        out.append(Msg(topic, p, next_offset[p], value, key.encode()))
+        next_offset[p] += 1
+    return out
+
+
+def _settings(**kw) -> Settings:
+    base = dict(partitions=PARTITIONS, window_size=8000, window_idle_s=1.0)
+    base.update(kw)
+    return Settings.from_env({}, **base)
+
+
+def _run(processor: StreamProcessor, messages: list[Msg], batch: int = 500):
+    scores, dlq, partials = [], [], []
+    for i in range(0, len(messages), batch):
+        o = processor.process(messages[i:i + batch])
+        scores += o.scores
+        dlq += o.dead_letters
+        partials += o.partials
+    o = processor.tick(time.time() + 3600)   # traffic stopped: idle windows close
+    partials += o.partials
+    return scores, dlq, partials
+
+
+def _aggregate(processor: StreamProcessor, partials) -> list[dict]:
+    stats = [orjson.loads(v) for _, v in processor.aggregate([v for _, v in partials])]
+    stats += [orjson.loads(v) for _, v in processor.aggregate_tick(time.time() + 3600)]
+    return stats
+
+
+@pytest.fixture(scope="module")
+def scorer(paysim_model):
+    return Scorer.load(paysim_model)
+
+
+def test_every_event_is_scored_or_dead_lettered_exactly_once(scorer):
+    msgs = _messages(12_000, seed=5, scenarios=["malformed:fraction=0.02", "missing_fields:fraction=0.05"])
+    # hand-made bad input on top: an envelope with a bad item, a duplicate id, an oversized message
+    good = orjson.loads(next(m.value for m in msgs if m.value.startswith(b"{") and b"amount" in m.value))
+    extra = [orjson.dumps([dict(good, transaction_id="env-1"), 7, dict(good, transaction_id="env-2")]),
+             orjson.dumps(dict(good, transaction_id=msgs[0].value and orjson.loads(msgs[1].value)["transaction_id"])),
+             b'{"transaction_id": "big", "pad": "' + b"x" * 1_100_000 + b'"}', b"[]"]
+    off = max(m.offset for m in msgs if m.partition == 0) + 1
+    msgs += [Msg("transactions", 0, off + i, v, b"k") for i, v in enumerate(extra)]
+    proc = StreamProcessor(scorer, _settings())
+    scores, dlq, _ = _run(proc, msgs)
+    seen = {}
+    for _, v in scores:
+        for d in (orjson.loads(v) if v.startswith(b"[") else [orjson.loads(v)]):
+            key = (d["partition"], d["offset"], d["item"])
+            assert key not in seen
+            seen[key] = "scored"
+            assert 0.0 <= d["fraud_probability"] <= 1.0 and d["model_version"] == scorer.version
+    reasons = {}
+    for _, v in dlq:
+        d = orjson.loads(v)
+        key = (d["partition"], d["offset"], d["item"])
+        assert key not in seen
+        seen[key] = d["reason"]
+        reasons[d["reason"]] = reasons.get(d["reason"], 0) + 1
+        assert d["raw_b64"] is not None and d["topic"] == "transactions"
+    expected = set()
+    for m in msgs:
+        try:
+            doc = orjson.loads(m.value) if len(m.value) <= 1_000_000 else None
+        except orjson.JSONDecodeError:
+            doc = None
+        items = range(len(doc)) if isinstance(doc, list) and doc else [None]
+        expected |= {(m.partition, m.offset, i) for i in items}
+    assert set(seen) == expected
+    assert {"invalid_json", "missing_field", "oversized", "not_an_object", "duplicate_id", "empty_envelope"} <= set(reasons)
+    assert seen[(0, off, 0)] == "scored" and seen[(0, off, 1)] == "not_an_object"
+
+
+def test_windows_are_offset_aligned_and_merge_exactly(scorer):
+    msgs = _messages(40_000, seed=9)
+    proc = StreamProcessor(scorer, _settings())
+    _, _, partials = _run(proc, msgs)
+    stats = _aggregate(proc, partials)
+    per_partition = np.bincount([m.partition for m in msgs], minlength=PARTITIONS)
+    size = 8000 // PARTITIONS
+    assert [s["window"]["index"] for s in stats] == list(range(len(stats)))
+    assert len(stats) == int(np.ceil(per_partition.max() / size))
+    # each merged window holds exactly the events at offsets [k*size, (k+1)*size) of every partition
+    for s in stats:
+        k = s["window"]["index"]
+        assert s["window"]["events"] == int(np.clip(per_partition - k * size, 0, size).sum())
+    assert sum(s["window"]["events"] for s in stats) == len(msgs)
+
+
+def test_two_workers_give_the_same_windows_as_one(scorer):
+    msgs = _messages(30_000, seed=13, scenarios=["amount_scale:factor=2"])
+    one = StreamProcessor(scorer, _settings())
+    _, _, partials_one = _run(one, msgs)
+    # two workers: each holds two partitions; interleaving differs from the one-worker run
+    a, b = StreamProcessor(scorer, _settings()), StreamProcessor(scorer, _settings())
+    _, _, pa = _run(a, [m for m in msgs if m.partition in (0, 3)], batch=300)
+    _, _, pb = _run(b, [m for m in msgs if m.partition in (1, 2)], batch=700)
+    merged_one = _aggregate(one, partials_one)
+    aggregator = StreamProcessor(scorer, _settings())
+    merged_two = _aggregate(aggregator, pb + pa)
+    assert len(merged_one) == len(merged_two) > 2
+    for x, y in zip(merged_one, merged_two):
+        assert x["window"]["events"] == y["window"]["events"]
+        assert x["features"] == y["features"]
+        assert x["score"] == y["score"] and x["missing_ratio"] == y["missing_ratio"]
+
+
+def test_drift_scenario_moves_the_changed_feature_only(scorer):
+    calm = _aggregate(p := StreamProcessor(scorer, _settings()), _run(p, _messages(24_000, seed=21))[2])
+    drift = _aggregate(q := StreamProcessor(scorer, _settings()),
+                       _run(q, _messages(24_000, seed=22, scenarios=["amount_scale:factor=3"]))[2])
+    full = [s for s in calm if s["window"]["events"] >= 7000]
+    assert full and all(not s["drifted_features"] for s in full)
+    assert all(s["features"]["amount"]["psi"] < 0.1 for s in full)
+    dfull = [s for s in drift if s["window"]["events"] >= 7000]
+    assert dfull and all("amount" in s["drifted_features"] for s in dfull)
+    assert all(s["features"]["amount"]["psi"] > 0.25 for s in dfull)
+
+
+def test_missing_fields_count_in_the_window(scorer):
+    proc = StreamProcessor(scorer, _settings())
+    _, dlq, partials = _run(proc, _messages(16_000, seed=4, scenarios=["missing_fields:fraction=0.2"]))
+    stats = _aggregate(proc, partials)
+    full = [s for s in stats if s["window"]["events"] >= 7000]
+    assert full and all(0.15 < s["missing_ratio"] < 0.25 for s in full)
+    assert sum(s["window"]["dead_lettered"] for s in stats) == len(dlq)
+
+
+def test_idle_partition_window_closes_by_timer(scorer):
+    proc = StreamProcessor(scorer, _settings(window_idle_s=0.5))
+    msgs = _messages(1000, seed=3)
+    out = proc.process(msgs)
+    assert not out.partials                       # no window is full yet
+    assert not proc.tick(time.time()).partials     # not idle yet
+    closed = proc.tick(time.time() + 1.0).partials
+    assert len(closed) == len({m.partition for m in msgs})
+    stats = [orjson.loads(v) for _, v in proc.aggregate([v for _, v in closed], now=time.time() + 1.0)]
+    stats += [orjson.loads(v) for _, v in proc.aggregate_tick(time.time() + 10)]
+    assert len(stats) == 1 and stats[0]["window"]["events"] == 1000
+
+
+# --- on the real broker -----------------------------------------------------------------------------
+def test_worker_scores_every_event_and_serves_metrics(kafka_settings, paysim_model, tmp_path):
+    from tests.prom import scrape_and_query
+
+    s = kafka_settings.replace(window_size=4000, window_idle_s=1.0)
+    worker = Worker(s, paysim_model, tmp_path / "worker.log", role="scoring",
+                    window_size=4000, window_idle_s=1.0).wait_ready()
+    try:
+        summary = simulate(s, "--count", "12000", "--seed", "17", "--label-delay", "0.5",
+                           "--scenario", "malformed:fraction=0.03", "--scenario", "missing_fields:fraction=0.05")
+        assert summary["acked"] == 12000 and summary["failed"] == 0
+        rep = audit_topics(s, expect=12000, idle_timeout_s=3.0)
+        deadline = time.monotonic() + 60
+        while (rep.missing or rep.produced < 12000) and time.monotonic() < deadline:
+            time.sleep(2)
+            rep = audit_topics(s, expect=12000, idle_timeout_s=2.0)
+        assert rep.ok and rep.produced == 12000, rep.as_dict()
+        assert rep.dead_lettered > 0 and set(rep.dlq_by_reason) >= {"invalid_json", "missing_field"}
+        worker.wait_for('"window closed"', count=3)
+        stats = read_json(s, s.topic_drift_stats, idle_timeout_s=2.0)
+        assert sum(x["window"]["events"] for x in stats) == 12000
+        assert len({x["window_id"] for x in stats}) == len(stats)
+        r = scrape_and_query(f"127.0.0.1:{worker.metrics_port}", [
+            'breeboost_events_total{outcome="scored"}', 'breeboost_events_total{outcome="dead_lettered"}',
+            'breeboost_dead_letters_total{reason="invalid_json"}', "breeboost_scoring_batch_seconds_count",
+            "breeboost_event_latency_seconds_bucket", "breeboost_batch_size_events_count",
+            'breeboost_feature_psi{feature="amount"}', 'breeboost_feature_ks_statistic{feature="amount"}',
+            "breeboost_score_psi", "breeboost_windows_closed_total", "breeboost_model_info",
+            "breeboost_predicted_fraud_total"], timeout=60)
+        scored = sum(float(x["value"][1]) for x in r['breeboost_events_total{outcome="scored"}'])
+        assert scored == rep.scored
+    finally:
+        worker.stop()
+
+
+@pytest.mark.slow
+def test_two_worker_processes_equal_one_on_four_partitions(broker_bootstrap, paysim_model, tmp_path):
+    from tests.conftest import fresh_settings
+
+    runs = []
+    for n_workers in (1, 2):
+        s = fresh_settings(broker_bootstrap, partitions=4, window_size=6000, window_idle_s=1.5)
+        workers = [Worker(s, paysim_model, tmp_path / f"w{n_workers}-{i}.log", role="scoring", window_size=6000,
+                          window_idle_s=1.5) for i in range(n_workers)]
+        try:
+            for w in workers:
+                w.wait_ready(90)
+            if n_workers == 2:   # both members in the group before traffic starts
+                time.sleep(8)
+            simulate(s, "--count", "24000", "--seed", "77", "--no-labels", "--scenario", "amount_scale:factor=2",
+                     "--scenario-start", "12000")
+            deadline = time.monotonic() + 90
+            stats = []
+            while time.monotonic() < deadline:
+                stats = read_json(s, s.topic_drift_stats, idle_timeout_s=1.5)
+                if sum(x["window"]["events"] for x in stats) >= 24000:
+                    break
+                time.sleep(2)
+            runs.append(sorted(stats, key=lambda x: x["window"]["index"]))
+            assert audit_topics(s, expect=24000).ok
+        finally:
+            for w in workers:
+                w.stop()
+    one, two = runs
+    assert [x["window"]["events"] for x in one] == [x["window"]["events"] for x in two]
+    for x, y in zip(one, two):
+        assert x["features"] == y["features"] and x["score"]["psi"] == y["score"]["psi"]
