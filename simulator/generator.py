@@ -212,7 +212,7 @@ class TransactionGenerator:
             mule_name = None
 
         # -- destinations: merchants, mules, and the bookkept customer pool ---------------------------
-        old_dest, new_dest = self._bookkeep(ttype, amount, dest_slot, index, u_pool_zero, z_pool)
+        old_dest, new_dest = self._bookkeep(ttype, amount, dest_slot, index, u_pool_zero, z_pool, pool_id)
         is_mule = dest_slot == -2
         # A mule is a fresh account, emptied by its cash-out after every transfer.
         old_dest[is_mule], new_dest[is_mule] = 0.0, amount[is_mule]
@@ -242,8 +242,15 @@ class TransactionGenerator:
         self._apply_columnar(cols, index)
         return cols
 
-    def _bookkeep(self, ttype, amount, dest_slot, index, u_pool_zero, z_pool):
-        """Balances of pool accounts: before each event, and at the end of its step (PaySim's record)."""
+    def _bookkeep(self, ttype, amount, dest_slot, index, u_pool_zero, z_pool, pool_id):
+        """Balances of pool accounts: before each event, and at the end of its step (PaySim's record).
+
+        Each account's history within the chunk starts at a random one of its events and runs cyclically
+        (its balance resets there once per chunk). Starting every account at the chunk's first event
+        instead would make balances grow through each chunk, so a calm stream would look drifted at
+        every chunk boundary; with a random start the balance an event sees does not depend on where in
+        the chunk it falls.
+        """
         n = len(ttype)
         old = np.zeros(n)
         new = np.zeros(n)
@@ -255,18 +262,30 @@ class TransactionGenerator:
         step = self.clock.steps(index[rows])
         order = np.lexsort((rows, acct))          # by account, then by event index
         a, f, st = acct[order], flow[order], step[order]
+        if a.size == 0:
+            return old, new
+        starts = np.flatnonzero(np.r_[True, a[1:] != a[:-1]])
+        counts = np.diff(np.r_[starts, a.size])
+        first = np.repeat(starts, counts)                              # first row of each account's run
+        pos = np.arange(a.size) - first                                # position within the account
         cs = np.cumsum(f)
-        new_acct = np.r_[True, a[1:] != a[:-1]]
-        base = np.maximum.accumulate(np.where(new_acct, np.arange(a.size), 0))
-        before = cs - f - (cs[base] - f[base])      # flows to this account before this event
-        run_end = np.r_[(a[1:] != a[:-1]) | (st[1:] != st[:-1]), True]
+        prefix = cs - f - (cs[first] - f[first])                       # flows of the account before this event
+        total = np.repeat(np.add.reduceat(f, starts), counts)
+        # the account's cyclic start: a deterministic uniform from its id (no draw from the generator)
+        phase = np.floor(((pool_id[a[starts]].astype(np.float64) * 0.6180339887498949) % 1.0) * counts)
+        r = np.repeat(phase.astype(np.int64), counts)
+        p_r = prefix[first + r]
+        before = np.where(pos >= r, prefix - p_r, total - p_r + prefix)
+        # end of the event's step: the balance after the account's last event in the same step (cyclically
+        # a run never crosses the account's start)
+        run_end = np.r_[(a[1:] != a[:-1]) | (st[1:] != st[:-1]), True] | np.r_[(pos[1:] == r[1:]), False]
         last = np.minimum.accumulate(np.where(run_end, np.arange(a.size), a.size)[::-1])[::-1]
-        through_step = cs[last] - (cs[base] - f[base])
+        through_step = before[last] + f[last]
         # Agents never go negative: an account whose cash-ins would overdraw it starts with enough float
         # (plus 25%), so a genuine destination is never reported 0/0 by accident.
-        lowest = np.minimum.reduceat(before + f, np.flatnonzero(new_acct)) if a.size else before
+        lowest = np.minimum.reduceat(np.minimum(before, before + f), starts)
         floor = np.zeros(len(initial))
-        floor[a[new_acct]] = np.maximum(-lowest, 0.0) * 1.25
+        floor[a[starts]] = np.maximum(-lowest, 0.0) * 1.25
         bal0 = np.maximum(initial, floor)[a]
         old[rows[order]] = np.maximum(bal0 + before, 0.0)
         new[rows[order]] = np.maximum(bal0 + through_step, 0.0)

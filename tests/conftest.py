@@ -15,6 +15,24 @@ from breeboost.kafka_io import ensure_topics, wait_for_topics
 from breeboost.settings import Settings
 
 
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """Tests that configure logging (CLI mains, log-format tests) must not leave a handler on a stream that
+    pytest closes afterwards."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for h in list(root.handlers):
+        if h not in handlers:
+            root.removeHandler(h)
+    for h in handlers:
+        if h not in root.handlers:
+            root.addHandler(h)
+    root.setLevel(level)
+
+
 @pytest.fixture(scope="session")
 def broker_bootstrap(tmp_path_factory):
     external = os.environ.get("BREEBOOST_BOOTSTRAP")

@@ -108,7 +108,8 @@ def test_paysim_balance_quirks(million):
 
 
 def test_destination_accounts_are_bookkept(million):
-    """A customer destination's balance before an event is its balance after the previous one (same step)."""
+    """A customer destination's balance before an event is its balance after the previous one (same step),
+    except once per account and chunk: where its cyclic history starts (see TransactionGenerator._bookkeep)."""
     c = {k: v[:CHUNK] for k, v in million.items()}
     mule = (c["isFraud"] == 1) & (c["type"] == "TRANSFER")
     cust = np.flatnonzero(np.char.startswith(c["nameDest"], "C") & ~mule)
@@ -119,7 +120,13 @@ def test_destination_accounts_are_bookkept(million):
     a, b = order[:-1][same], order[1:][same]
     flow = np.where(c["type"][a] == "CASH_IN", -c["amount"][a], c["amount"][a])
     moved = c["oldbalanceDest"][b] - c["oldbalanceDest"][a]
-    assert np.allclose(moved, flow, rtol=0, atol=0.02)
+    ok = np.isclose(moved, flow, rtol=0, atol=0.02)
+    accounts = len(np.unique(c["nameDest"][b]))
+    assert ok.mean() > 0.7
+    assert (~ok).sum() <= accounts  # at most the one reset per account
+    # the reset puts an account back to its opening balance: never a step no flow explains elsewhere
+    resets_per_account = np.bincount(np.unique(c["nameDest"][b][~ok], return_inverse=True)[1])
+    assert resets_per_account.max() == 1
 
 
 def test_steps_and_event_time(million):
