@@ -78,7 +78,7 @@ class StreamProcessor:
         from detectors.window import compile_profile
         self._compile = compile_profile
         self._use(scorer)
-        self.aggregator = Aggregator(settings.partitions, grace_s=max(2.0 * settings.window_idle_s, 1.0),
+        self.aggregator = Aggregator(settings.partitions, grace_s=max(3.0 * settings.window_idle_s, 3.0),
                                      merge_partials=self.merge_partials)
 
     # -- model -----------------------------------------------------------------------------------
@@ -266,6 +266,7 @@ class StreamProcessor:
         out = Outcome()
         now = time.time() if now is None else now
         self._ship(self.windows.idle(now, self.settings.window_idle_s), out)
+        out.partials += [(PARTIALS_KEY, orjson.dumps(h)) for h in self.windows.heartbeats(now)]
         return out
 
     # -- aggregation -----------------------------------------------------------------------------

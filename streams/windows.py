@@ -7,9 +7,10 @@ worker or many, and a redelivered message falls into the window it belonged to b
 
 A partition ships its partial of window ``k`` when it reaches an offset of window ``k+1`` (``complete``),
 or, when traffic stops, after ``idle_s`` without events (``complete=False``; it keeps accumulating and
-ships again if more events of window ``k`` arrive). The :class:`Aggregator` publishes window ``k`` once:
-when every partition's partial is final, or ``grace_s`` after the last partial of ``k`` arrived. Partials
-that arrive after their window was published are counted as late and ignored.
+ships again if more events of window ``k`` arrive). Between partials, each partition sends a small
+progress heartbeat (its open window index), so the :class:`Aggregator` can tell a partition that lags
+from one that is gone. Partials that arrive after their window was published are counted as late and
+ignored.
 """
 from __future__ import annotations
 
@@ -84,6 +85,11 @@ class PartitionWindows:
                 w.dirty = False
         return out
 
+    def heartbeats(self, now: float) -> list[dict]:
+        """One small progress record per open partition window (no sketch)."""
+        return [{"kind": "progress", "topic": self.topic, "partition": w.partition, "window_index": w.index,
+                 "last_offset": w.last_offset, "idle": not w.dirty, "sent_at": now} for w in self.open.values()]
+
     def drop(self, partitions: set[int]) -> None:
         """Forget revoked partitions (their new owner restarts from the committed offset)."""
         for p in partitions:
@@ -100,54 +106,91 @@ class PartitionWindows:
 class _Pending:
     partials: dict[int, dict] = field(default_factory=dict)
     last_update: float = 0.0
+    first_seen: float = 0.0
 
 
 class Aggregator:
     """Merge the partials of each window from all partitions; publish each window once, in index order.
 
+    Window ``k`` is published when every partition is final for it (its partial is complete, or the
+    partition has moved past ``k``), or when the partitions still missing are silent: no partial and no
+    progress heartbeat for ``grace_s`` seconds (their worker died or they have no traffic at all). A
+    partition that lags but is alive keeps the window open, so a slow consumer never splits a window.
+    ``max_pending`` bounds the state: beyond it the oldest window is published as it is.
+
     ``merge_partials(list_of_partial_dicts) -> stats dict`` does the statistics (detectors); this class only
     decides *when* a window is whole.
     """
 
-    def __init__(self, partitions: int, grace_s: float, merge_partials: Callable[[list[dict]], dict]) -> None:
+    def __init__(self, partitions: int, grace_s: float, merge_partials: Callable[[list[dict]], dict],
+                 max_pending: int = 64) -> None:
         if partitions < 1:
             raise ValueError(f"partitions must be >= 1, got {partitions}")
+        if max_pending < 1:
+            raise ValueError(f"max_pending must be >= 1, got {max_pending}")
         self.partitions = partitions
         self.grace_s = grace_s
         self.merge_partials = merge_partials
+        self.max_pending = max_pending
         self.pending: dict[int, _Pending] = {}
+        self.heard: dict[int, float] = {}      # partition -> last time a partial or heartbeat came
+        self.progress: dict[int, int] = {}     # partition -> highest window index it reported
+        self.idle: dict[int, tuple[int, int]] = {}  # partition -> (window, last offset) it idles at
         self.published_upto = -1
         self.late = 0
         self.published = 0
 
     def add(self, partial: dict, now: float) -> list[dict]:
-        k = partial["window_index"]
+        p, k = partial["partition"], partial["window_index"]
+        self.heard[p] = now
+        self.progress[p] = max(self.progress.get(p, -1), k)
+        if partial.get("kind") == "progress":
+            if partial.get("idle"):
+                self.idle[p] = (k, partial["last_offset"])
+            else:
+                self.idle.pop(p, None)
+            return self.ready(now)
         if k <= self.published_upto:
             self.late += 1
             return []
-        pend = self.pending.setdefault(k, _Pending())
-        prev = pend.partials.get(partial["partition"])
+        pend = self.pending.get(k)
+        if pend is None:
+            pend = self.pending[k] = _Pending(first_seen=now)
+        prev = pend.partials.get(p)
         # a later partial of the same partition supersedes (it holds everything the earlier one had)
         if prev is None or partial["last_offset"] >= prev["last_offset"]:
-            pend.partials[partial["partition"]] = partial
+            pend.partials[p] = partial
         pend.last_update = now
         return self.ready(now)
 
-    def _final(self, k: int, p: int) -> bool:
+    def _final(self, k: int, p: int, now: float) -> bool:
         part = self.pending[k].partials.get(p)
-        if part is None:
-            return False
-        if part["complete"]:
+        if part is not None and part["complete"]:
             return True
-        # a partition that has moved on to a later window will not add to this one
-        return any(p in self.pending[j].partials for j in self.pending if j > k)
+        if part is not None and self.idle.get(p) == (k, part["last_offset"]):
+            return True   # the partition shipped all it has and has been idle since
+        if p in self.idle and self.idle[p][0] < k:
+            return True   # idle below k: it has nothing for k (more traffic would be late for k)
+        if self.progress.get(p, -1) > k:
+            # it moved on. Its partial for k is either published already (then it is here: a heartbeat can
+            # overtake the partial of the batch that opened the next window, hence the grace) or it was
+            # lost with a worker that died mid-window.
+            return now - self.pending[k].first_seen >= self.grace_s
+        return False
+
+    def _alive(self, p: int, k: int, now: float) -> bool:
+        if p in self.heard:
+            return now - self.heard[p] < self.grace_s
+        # never heard of: give it grace_s from when the window appeared (workers start at different times)
+        return now - self.pending[k].first_seen < self.grace_s
 
     def ready(self, now: float) -> list[dict]:
         out = []
         for k in sorted(self.pending):
             pend = self.pending[k]
-            whole = all(self._final(k, p) for p in range(self.partitions))
-            if not whole and now - pend.last_update < self.grace_s:
+            waiting = [p for p in range(self.partitions) if not self._final(k, p, now)]
+            whole = not waiting
+            if waiting and any(self._alive(p, k, now) for p in waiting) and len(self.pending) <= self.max_pending:
                 break  # publish in order: wait for this one
             parts = [pend.partials[p] for p in sorted(pend.partials)]
             stats = self.merge_partials(parts)

@@ -160,10 +160,15 @@ def test_idle_partition_window_closes_by_timer(scorer):
     msgs = _messages(1000, seed=3)
     out = proc.process(msgs)
     assert not out.partials                       # no window is full yet
-    assert not proc.tick(time.time()).partials     # not idle yet
-    closed = proc.tick(time.time() + 1.0).partials
+    def sketches(partials):
+        return [v for _, v in partials if b'"kind":"partial"' in v]
+
+    early = proc.tick(time.time()).partials
+    assert not sketches(early)                    # not idle yet: only progress heartbeats
+    assert len(early) == len({m.partition for m in msgs})
+    closed = sketches(proc.tick(time.time() + 1.0).partials)
     assert len(closed) == len({m.partition for m in msgs})
-    stats = [orjson.loads(v) for _, v in proc.aggregate([v for _, v in closed], now=time.time() + 1.0)]
+    stats = [orjson.loads(v) for _, v in proc.aggregate(closed, now=time.time() + 1.0)]
     stats += [orjson.loads(v) for _, v in proc.aggregate_tick(time.time() + 10)]
     assert len(stats) == 1 and stats[0]["window"]["events"] == 1000
 
@@ -239,3 +244,58 @@ def test_two_worker_processes_equal_one_on_four_partitions(broker_bootstrap, pay
     assert [x["window"]["events"] for x in one] == [x["window"]["events"] for x in two]
     for x, y in zip(one, two):
         assert x["features"] == y["features"] and x["score"]["psi"] == y["score"]["psi"]
+
+
+# --- the aggregator's rules, one by one ---------------------------------------------------------------
+def _agg(partitions=2, grace=3.0):
+    from streams.windows import Aggregator
+    return Aggregator(partitions, grace, lambda parts: {"window": {"index": parts[0]["window_index"]},
+                                                        "parts": [p["partition"] for p in parts]})
+
+
+def _partial(p, k, last, complete=True):
+    return {"kind": "partial", "partition": p, "window_index": k, "last_offset": last, "complete": complete}
+
+
+def _beat(p, k, last, idle=False):
+    return {"kind": "progress", "partition": p, "window_index": k, "last_offset": last, "idle": idle}
+
+
+def test_aggregator_waits_for_a_lagging_but_alive_partition():
+    a = _agg()
+    assert a.add(_partial(0, 0, 99), 0.0) == []
+    for t in (1.0, 2.0, 3.0, 4.0, 5.0):          # partition 1 lags but keeps sending heartbeats
+        assert a.add(_beat(1, 0, 40), t) == []
+    out = a.add(_partial(1, 0, 99), 6.0)
+    assert [o["parts"] for o in out] == [[0, 1]] and out[0]["window"]["complete"]
+
+
+def test_aggregator_publishes_without_a_silent_partition_after_grace():
+    a = _agg()
+    a.add(_partial(0, 0, 99), 0.0)
+    assert a.ready(2.9) == []
+    out = a.ready(3.1)
+    assert out[0]["parts"] == [0] and out[0]["window"]["partitions_missing"] == [1]
+    assert a.add(_partial(1, 0, 99), 4.0) == [] and a.late == 1   # late partial: counted, ignored
+
+
+def test_aggregator_heartbeat_overtaking_a_partial_does_not_split_the_window():
+    a = _agg()
+    a.add(_partial(0, 0, 99), 0.0)
+    a.add(_beat(1, 1, 120), 0.1)                  # partition 1 already in window 1; its window-0 partial is in flight
+    assert a.ready(0.5) == []
+    out = a.add(_partial(1, 0, 99), 0.6)
+    assert out[0]["parts"] == [0, 1]
+
+
+def test_aggregator_idle_partitions_close_the_last_window_and_publish_in_order():
+    a = _agg()
+    out = a.add(_partial(0, 1, 150, complete=False), 0.0)   # idle partial of window 1
+    out += a.add(_partial(1, 0, 99), 0.0)
+    out += a.add(_partial(0, 0, 99), 0.0)                     # window 0 is whole, window 1 waits
+    assert [o["window"]["index"] for o in out] == [0]
+    out += a.add(_beat(1, 0, 99, idle=True), 0.5)             # partition 1 idles below window 1
+    assert [o["window"]["index"] for o in out] == [0]         # partition 0 may still add to window 1
+    out += a.add(_beat(0, 1, 150, idle=True), 0.5)
+    assert [o["window"]["index"] for o in out] == [0, 1]
+    assert out[1]["parts"] == [0] and out[1]["window"]["complete"]
