@@ -22,7 +22,7 @@ import orjson
 
 from breeboost.broker import EmbeddedBroker, _die_with_parent, free_port
 from breeboost.errors import BreeBoostError
-from breeboost.logs import log
+from breeboost.logs import configure_logging, log
 from breeboost.settings import Settings, env_var
 
 _log = logging.getLogger("breeboost.demo")
@@ -109,6 +109,8 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     start = args.scenario_start if args.scenario_start is not None else args.count // 3
     end = args.scenario_end if args.scenario_end is not None else (2 * args.count) // 3
     children: list[_Child] = []
+    ports: dict[str, int] = {}
+    completed = False
     stop_tail = threading.Event()
     incidents: list[dict] = []
     interrupted = False
@@ -117,6 +119,8 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    # the demo talks to people on stdout; its own JSON log lines go to a file like every other process's
+    configure_logging(settings.log_level, "json", stream=open(outdir / "demo.log", "a"), secrets=settings.secrets())
     _print(f"BreeBoost demo: logs and results in {outdir}")
     broker = EmbeddedBroker(port=args.port, settings=settings, log_file=str(outdir / "broker.log"))
     try:
@@ -126,13 +130,15 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
         if not (model_dir / "metadata.json").exists():
             _print(f"[2/5] no model in {model_dir}: training one on {args.train_count} simulated transactions ...")
             t0 = time.time()
-            r = subprocess.run(BB + ["train", "--sim-count", str(args.train_count), "--out", str(model_dir),
-                                     "--log-format", "text"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
-            (outdir / "train.log").write_text(r.stdout)
-            for line in r.stdout.splitlines()[-6:]:
-                _print("      " + line)
-            if r.returncode != 0:
+            train = subprocess.Popen(BB + ["train", "--sim-count", str(args.train_count), "--out", str(model_dir),
+                                           "--log-format", "text"], stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, preexec_fn=_die_with_parent)
+            with open(outdir / "train.log", "w") as tl:
+                for line in train.stdout:   # progress, live
+                    tl.write(line)
+                    if line.startswith("train:"):
+                        _print("      " + line.rstrip())
+            if train.wait() != 0:
                 raise BreeBoostError(f"training failed (see {outdir / 'train.log'})")
             _print(f"      trained in {time.time() - t0:.0f}s")
         else:
@@ -173,6 +179,7 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
                 if c.proc.poll() is not None:
                     raise BreeBoostError(f"{c.name} exited with {c.proc.returncode}; see {c.log_path}")
             time.sleep(0.5)
+        completed = True
     except KeyboardInterrupt:
         interrupted = True
         _print("interrupted: stopping every process")
@@ -180,15 +187,26 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
         stop_tail.set()
         for c in children:
             c.stop()
-        if interrupted:
+        if not completed:
             broker.stop()
+    if interrupted:
+        return 130
     try:
+        from breeboost.kafka_io import read_topic
         from streams.audit import audit_topics
 
         audit = audit_topics(broker.settings, idle_timeout_s=2.0)
+        windows = sum(1 for _ in read_topic(broker.settings, broker.settings.topic_drift_stats, idle_timeout_s=1.0))
+        report = outdir / "report.html"
+        r = subprocess.run(BB + ["report", "--bootstrap", broker.bootstrap, "--out", str(report),
+                                 "--json", str(outdir / "drift-stats.json")],
+                           env=_env(broker.settings, model_dir=str(model_dir)), stdout=subprocess.DEVNULL,
+                           stderr=open(outdir / "report.log", "wb"))
+        if r.returncode != 0:
+            report = None
     finally:
         broker.stop()
-    return _summary(outdir, audit, incidents, children, ports if 'ports' in dir() else {})
+    return _summary(outdir, audit, incidents, children, ports, windows, report)
 
 
 def _wait_ready(children: list[_Child], ports: dict[str, int], timeout_s: float = 90.0) -> None:
@@ -209,23 +227,29 @@ def _wait_ready(children: list[_Child], ports: dict[str, int], timeout_s: float 
         raise BreeBoostError(f"{sorted(pending)} not ready after {timeout_s:.0f}s")
 
 
-def _summary(outdir: Path, audit: Any, incidents: list[dict], children: list[_Child], ports: dict) -> int:
+def _summary(outdir: Path, audit: Any, incidents: list[dict], children: list[_Child], ports: dict, windows: int,
+             report: Path | None) -> int:
     by_kind: dict[str, int] = {}
     for e in incidents:
         k = f"{e.get('status')} {e.get('severity')} {e.get('type')}"
         by_kind[k] = by_kind.get(k, 0) + 1
     a = audit.as_dict()
     summary = {"produced": a["produced"], "scored": a["scored"], "dead_lettered": a["dead_lettered"],
-               "missing": a["missing"], "audit_ok": a["ok"], "incident_events": by_kind,
+               "missing": a["missing"], "audit_ok": a["ok"], "windows": windows, "incident_events": by_kind,
+               "dlq_by_reason": a["dlq_by_reason"], "report": str(report) if report else None,
                "logs": {c.name: str(c.log_path) for c in children}, "folder": str(outdir)}
     (outdir / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
     _print("")
     _print("Summary")
     _print(f"  transactions produced {a['produced']}, scored {a['scored']}, dead-lettered {a['dead_lettered']}, "
            f"missing {a['missing']}  -> audit {'OK' if a['ok'] else 'FAILED'}")
+    _print(f"  drift windows published: {windows}")
     for k, n in sorted(by_kind.items()):
         _print(f"  incidents: {n} x {k}")
     if not by_kind:
         _print("  incidents: none")
+    _print(f"  metrics were served at " + ", ".join(f"{k} http://127.0.0.1:{v}/metrics" for k, v in ports.items()))
     _print(f"  logs: {outdir}/*.log (one JSON object per line); summary: {outdir / 'summary.json'}")
+    if report:
+        _print(f"  drift report (open offline in a browser): {report}")
     return 0 if a["ok"] else 1

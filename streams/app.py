@@ -76,9 +76,17 @@ def create_app(settings: Settings, role: str, scoring: Any = None, incident_serv
             async for events in stream.take_events(settings.batch_size, within=settings.batch_wait_s):
                 scoring.join_labels([e.message for e in events])
 
+        def caught_up(partition: int, last_offset: int) -> bool:
+            """Read to the high watermark the last fetch reported (this broker's ListOffsets "latest" can
+            be wrong, fetch responses are right); unknown counts as caught up."""
+            from faust.types import TP
+
+            hw = app.consumer.highwater(TP(settings.topic_transactions, partition))
+            return hw is None or last_offset + 1 >= hw
+
         @app.timer(0.5)
         async def close_idle_windows() -> None:
-            await ship(scoring.tick(time.time()))
+            await ship(scoring.tick(time.time(), caught_up))
             await _publish(stats_topic, scoring.aggregate_tick(time.time()))
 
     if role in ("incident", "all"):

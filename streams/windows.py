@@ -76,11 +76,15 @@ class PartitionWindows:
         self.open[partition] = w
         return w
 
-    def idle(self, now: float, idle_s: float) -> list[dict]:
-        """Partials of windows with no event for ``idle_s`` seconds and unshipped events."""
+    def idle(self, now: float, idle_s: float, caught_up: Callable[[int, int], bool] | None = None) -> list[dict]:
+        """Partials of windows with no event for ``idle_s`` seconds and unshipped events.
+
+        ``caught_up(partition, last_offset)`` tells whether the consumer has read the partition to its
+        high watermark: a partition that is merely waiting behind a backlog is not idle.
+        """
         out = []
         for w in self.open.values():
-            if w.dirty and now - w.updated_at >= idle_s:
+            if w.dirty and now - w.updated_at >= idle_s and (caught_up is None or caught_up(w.partition, w.last_offset)):
                 out.append(w.partial(self.topic, False, self.model_version, self.size))
                 w.dirty = False
         return out
