@@ -173,7 +173,7 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
         while time.time() < deadline:
             firing = {e.get("fingerprint") for e in incidents if e.get("status") == "firing"}
             resolved = {e.get("fingerprint") for e in incidents if e.get("status") == "resolved"}
-            if firing and firing <= resolved:
+            if firing and firing <= resolved and _windowed(s) >= args.count:
                 break
             for c in children:
                 if c.proc.poll() is not None:
@@ -207,6 +207,19 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         broker.stop()
     return _summary(outdir, audit, incidents, children, ports, windows, report)
+
+
+def _windowed(settings: Settings) -> int:
+    """Events covered by the drift windows published so far."""
+    from breeboost.kafka_io import read_topic
+
+    total = 0
+    for r in read_topic(settings, settings.topic_drift_stats, idle_timeout_s=0.5, timeout_s=10):
+        try:
+            total += int(orjson.loads(r.value)["window"]["events"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            continue
+    return total
 
 
 def _wait_ready(children: list[_Child], ports: dict[str, int], timeout_s: float = 90.0) -> None:
