@@ -67,6 +67,7 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
         app_id=app.conf.id)
     worker = faust.Worker(app, loglevel=settings.log_level, override_logging=False, redirect_stdouts=False,
                           quiet=True)
+    worker.spinner = None   # Faust's terminal spinner writes control bytes into the JSON log stream
     try:
         worker.execute_from_commandline()
     except SystemExit as e:

@@ -1,0 +1,62 @@
+"""`breeboost demo` end to end, as a new user runs it (smaller counts)."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+
+import orjson
+import pytest
+
+
+def _broker_pids(demo_output: str) -> set[str]:
+    """Processes still serving the broker the demo started (its port is in the demo's first lines)."""
+    m = re.search(r"embedded broker on (127\.0\.0\.1:\d+)", demo_output)
+    assert m, demo_output[:2000]
+    r = subprocess.run(["pgrep", "-f", f"tcp://{m.group(1)}"], capture_output=True, text=True)
+    return set(r.stdout.split())
+
+
+@pytest.mark.slow
+def test_demo_fires_and_resolves_and_leaves_nothing_behind(tmp_path, paysim_model):
+    env = dict(os.environ, BREEBOOST_WINDOW_SIZE="5000", BREEBOOST_MODEL_DIR=paysim_model,
+               BREEBOOST_WINDOW_IDLE_S="2")
+    r = subprocess.run([sys.executable, "-m", "breeboost.cli", "demo", "--count", "60000", "--rate", "6000",
+                        "--out", str(tmp_path / "run")], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=300)
+    out = r.stdout
+    assert r.returncode == 0, out[-3000:] + r.stderr[-3000:]
+    assert "incident FIRING" in out and "incident RESOLVED" in out
+    summary = orjson.loads((tmp_path / "run" / "summary.json").read_bytes())
+    assert summary["audit_ok"] and summary["produced"] == 60000 and summary["missing"] == 0
+    assert summary["windows"] >= 12
+    assert any(k.startswith("firing") and "feature_drift" in k for k in summary["incident_events"])
+    for name in ("worker.log", "incident.log", "broker.log"):
+        assert (tmp_path / "run" / name).exists()
+    lines = (tmp_path / "run" / "worker.log").read_text().splitlines()
+    assert all(l.startswith("{") for l in lines if l.strip())   # JSON lines only, no terminal control bytes
+    time.sleep(1)
+    assert not _broker_pids(out)
+
+
+@pytest.mark.slow
+def test_demo_ctrl_c_stops_every_child(tmp_path, paysim_model):
+    env = dict(os.environ, BREEBOOST_MODEL_DIR=paysim_model)
+    p = subprocess.Popen([sys.executable, "-m", "breeboost.cli", "demo", "--out", str(tmp_path / "run")],
+                         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    seen = ""
+    for line in p.stdout:
+        seen += line
+        if "[4/5]" in line or time.monotonic() > deadline:
+            break
+    children = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
+    assert len(children) >= 3   # broker, worker, incident agent (and the simulator)
+    p.send_signal(2)
+    assert p.wait(60) in (0, 1, 130)
+    time.sleep(1)
+    for pid in children:
+        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    assert not _broker_pids(seen)
