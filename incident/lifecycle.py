@@ -11,8 +11,10 @@ Rules (``[lifecycle]`` in the policy):
 - a firing incident emits ``updated`` when its severity changes or a new feature joins it; severity and
   the affected set are the worst/union over the last ``resolve_windows`` windows, so they do not flap;
 - it resolves after ``resolve_windows`` consecutive clean windows (``keep_firing_for``);
-- a window whose ``window.index`` is not above the last one processed for its stream is ignored
-  (redelivery, replay): replaying stats never opens a second incident.
+- each ``window.index`` of a stream is evaluated once: a window seen before (redelivery, replay) is
+  ignored, so replaying stats never opens a second incident. ``drift.stats`` is keyed by window id, so
+  windows reach the agent over several partitions, slightly out of order: a window that arrives after a
+  later one is still evaluated, in arrival order, if it is at most ``late_windows`` below the newest.
 
 >>> from incident.policy import Policy
 >>> m = IncidentManager(Policy.load())
@@ -26,6 +28,9 @@ Rules (``[lifecycle]`` in the policy):
 [(2, 'fired', 'firing', 'missing_data', 'P2'), (7, 'resolved', 'resolved', 'missing_data', 'P2')]
 >>> m.process({**bad, "window": {"index": 3}}, now=2000.0)   # redelivered window: ignored
 []
+>>> late = IncidentManager(Policy.load())
+>>> [len(late.process({**calm, "window": {"index": i}})) for i in (0, 2, 1, 2, 1)], late.processed, late.ignored
+([0, 0, 0, 0, 0], 3, 2)
 """
 from __future__ import annotations
 
@@ -83,7 +88,9 @@ class IncidentManager:
 
     def _reset(self) -> None:
         self._trackers: dict[str, dict] = {}
-        self._last_index: dict[str, int] = {}
+        self._last_index: dict[str, int] = {}     # newest window index per stream
+        self._floor: dict[str, int] = {}          # at or below: ignored (too late, or processed)
+        self._seen: dict[str, set[int]] = {}      # processed indexes in (floor, last]
         self._recent_ids: collections.deque[str] = collections.deque(maxlen=_RECENT_IDS)
         self._baselines: dict[str, list[float]] = {}
         self.processed = 0
@@ -92,7 +99,8 @@ class IncidentManager:
     # -- persistence -------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         """Everything needed to continue after a restart, JSON-able (pending counters included)."""
-        return {"version": STATE_VERSION, "last_index": dict(self._last_index),
+        return {"version": STATE_VERSION, "last_index": dict(self._last_index), "floor_index": dict(self._floor),
+                "seen_index": {k: sorted(v) for k, v in self._seen.items()},
                 "recent_ids": list(self._recent_ids), "trackers": copy.deepcopy(self._trackers),
                 "baselines": copy.deepcopy(self._baselines),
                 "processed": self.processed, "ignored": self.ignored}
@@ -106,6 +114,9 @@ class IncidentManager:
             raise ValueError(f"state: expected version {STATE_VERSION}, got {state.get('version')!r}")
         self._trackers = copy.deepcopy(dict(state.get("trackers", {})))
         self._last_index = {str(k): int(v) for k, v in state.get("last_index", {}).items()}
+        # a state without the seen set (older files) treats everything up to the last index as processed
+        self._floor = {**self._last_index, **{str(k): int(v) for k, v in state.get("floor_index", {}).items()}}
+        self._seen = {str(k): {int(i) for i in v} for k, v in state.get("seen_index", {}).items()}
         self._recent_ids.extend(state.get("recent_ids", []))
         self._baselines = {str(k): [float(x) for x in v] for k, v in state.get("baselines", {}).items()}
         self.processed = int(state.get("processed", 0))
@@ -131,7 +142,7 @@ class IncidentManager:
                 idx = _index(w.get("evaluated_index"))
                 stream = str(w.get("stream", "default"))
                 if idx is not None and idx > m._last_index.get(stream, -1):
-                    m._last_index[stream] = idx
+                    m._last_index[stream] = m._floor[stream] = idx
             fp = e.get("fingerprint")
             if fp and e.get("source") != "cli" and (fp not in latest or event_order(e) >= event_order(latest[fp])):
                 latest[fp] = dict(e)
@@ -206,10 +217,9 @@ class IncidentManager:
         win = _window_info(stats)
         stream = str(stats.get("stream") or "default")
         if win["index"] is not None:
-            if win["index"] <= self._last_index.get(stream, -1):
+            if not self._first_time(stream, win["index"]):
                 self.ignored += 1
                 return []
-            self._last_index[stream] = win["index"]
         elif win["window_id"] is not None:
             if win["window_id"] in self._recent_ids:
                 self.ignored += 1
@@ -249,6 +259,19 @@ class IncidentManager:
                 del self._trackers[fp]
         return events
 
+    def _first_time(self, stream: str, index: int) -> bool:
+        """Record ``index`` as processed; False if it was before or is more than ``late_windows`` old."""
+        seen = self._seen.setdefault(stream, set())
+        if index <= self._floor.get(stream, -1) or index in seen:
+            return False
+        seen.add(index)
+        if index > self._last_index.get(stream, -1):
+            self._last_index[stream] = index
+            floor = max(self._floor.get(stream, -1), index - self.policy.late_windows)
+            self._floor[stream] = floor
+            self._seen[stream] = {i for i in seen if i > floor}
+        return True
+
     # -- learned references (statistics whose normal level the payload does not carry) ----------------
     def _learned_types(self) -> list[tuple[str, dict]]:
         return [(n, c) for n, c in self.policy.types.items() if c.get("learn_reference_windows") and c.get("statistic")]
@@ -269,9 +292,13 @@ class IncidentManager:
         return out
 
     def _learn(self, stats: Mapping[str, Any], breaches: list[Breach]) -> None:
-        if breaches:
-            return  # only windows where nothing breached teach what normal looks like
+        breached = {b.type for b in breaches}
         for name, cfg in self._learned_types():
+            # Windows where this rule did not breach teach its normal level (the median keeps an odd window
+            # from moving it). Other types' breaches do not matter: a one-window feature drift at the start
+            # of a stream must not delay the reference until the next incident has passed.
+            if name in breached:
+                continue
             value = number(get_path(stats, cfg["statistic"]))
             if value is None:
                 continue
@@ -301,8 +328,14 @@ class IncidentManager:
         t["clean"] = 0
         t["last"] = {"summary": b.summary, "value": b.value, "evidence": b.evidence,
                      "inhibited": [m for m in muted if m["type"] == b.type]}
-        t["last_window"] = {"index": win["index"], "window_id": win["window_id"],
-                            "last_event_time": win["last_event_time"]}
+        # windows can arrive slightly out of order (see late_windows): the span is min..max of the breaches
+        first, last = t["first_window"].get("index"), t["last_window"].get("index")
+        if win["index"] is not None and first is not None and win["index"] < first:
+            t["first_window"] = {"index": win["index"], "window_id": win["window_id"],
+                                 "first_event_time": win["first_event_time"]}
+        if win["index"] is None or last is None or win["index"] > last:
+            t["last_window"] = {"index": win["index"], "window_id": win["window_id"],
+                                "last_event_time": win["last_event_time"]}
         t["partitions"] = sorted(set(t["partitions"]) | set(win["partitions"]))
         c = t["counts"]
         c["windows_breached"] += 1

@@ -152,16 +152,20 @@ class InhibitRule:
     target_types: frozenset[str]
     equal: str
     source_features: frozenset[str] = frozenset()
+    target_severities: frozenset[str] = frozenset()
 
     def source_matches(self, b: Breach) -> bool:
         return (b.type in self.source_types and (not self.source_severities or b.severity in self.source_severities)
                 and (not self.source_features or any(b.covers(f) for f in self.source_features)))
 
+    def target_matches(self, b: Breach) -> bool:
+        return b.type in self.target_types and (not self.target_severities or b.severity in self.target_severities)
+
 
 def _deep_merge(base: dict, override: Mapping) -> dict:
     out = copy.deepcopy(base)
     for k, v in override.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), dict) and k != "bands":
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict) and not k.endswith("bands"):
             out[k] = _deep_merge(out[k], v)
         else:  # bands replace as a whole: merging would keep bounds the user meant to drop
             out[k] = copy.deepcopy(v)
@@ -190,6 +194,7 @@ class Policy:
         lc = self.config.get("lifecycle", {})
         self.pending_windows = self._int(lc.get("pending_windows", 2), "lifecycle.pending_windows")
         self.resolve_windows = self._int(lc.get("resolve_windows", 3), "lifecycle.resolve_windows")
+        self.late_windows = self._int(lc.get("late_windows", 16), "lifecycle.late_windows")
         opens = lc.get("open_severities", ["P1", "P2", "P3"])
         if not isinstance(opens, list) or not opens or any(s not in SEVERITIES for s in opens):
             raise PolicyError(f"lifecycle.open_severities: expected a non-empty list of {SEVERITIES}, got {opens!r}")
@@ -218,6 +223,8 @@ class Policy:
                 if key in t and t[key] not in SEVERITIES:
                     raise PolicyError(f"types.{name}.{key}: expected one of {SEVERITIES}, got {t[key]!r}")
             self.types[name] = t
+        fr = self.types.get("score_drift", {}).get("fraud_rate_bands")
+        self._fraud_rate_bands = None if fr is None else Bands.from_mapping(fr, "types.score_drift.fraud_rate_bands")
         self.inhibit_rules = []
         for i, r in enumerate(self.config.get("inhibit", [])):
             where = f"inhibit[{i}]"
@@ -230,7 +237,8 @@ class Policy:
             self.inhibit_rules.append(InhibitRule(frozenset(r["source_types"]),
                                                   frozenset(r.get("source_severities", [])),
                                                   frozenset(r["target_types"]), r.get("equal", "none"),
-                                                  frozenset(r.get("source_features", []))))
+                                                  frozenset(r.get("source_features", [])),
+                                                  frozenset(r.get("target_severities", []))))
 
     @staticmethod
     def _int(value: Any, where: str) -> int:
@@ -427,9 +435,39 @@ class Policy:
                             extra=extra)
 
     def _eval_score_drift(self, stats, cfg, bands) -> list[Breach]:
-        extra = {"score": dict(stats["score"])} if isinstance(stats.get("score"), Mapping) else {}
-        return self._simple(stats, cfg, bands, "score_drift",
-                            lambda v, b, r: f"score drift: score PSI {v:.3g} (>= {_fmt(b)})", extra=extra)
+        score = {k: v for k, v in stats["score"].items() if k != "bins"} if isinstance(stats.get("score"), Mapping) else {}
+        extra = {"score": score} if score else {}
+        out = self._simple(stats, cfg, bands, "score_drift",
+                           lambda v, b, r: f"score drift: score PSI {v:.3g} (>= {_fmt(b)})", extra=extra)
+        rate = self._fraud_rate_breach(stats, cfg, extra)
+        if rate is not None and (not out or severity_rank(rate.severity) < severity_rank(out[0].severity)):
+            return [rate]   # the worse of the two views of the scores; one breach, one incident
+        return out
+
+    def _fraud_rate_breach(self, stats, cfg, extra: dict) -> Breach | None:
+        """The share of events scored as fraud against the model's reference share: a fraud wave (or a model
+        gone wrong) moves a few percent of the scores, which barely moves the score PSI but multiplies the
+        predicted fraud rate. Severity from the ratio, only when the excess is significant (binomial z)."""
+        bands = self._fraud_rate_bands
+        if bands is None:
+            return None
+        rate = number(get_path(stats, cfg.get("fraud_rate", "score.predicted_fraud_rate")))
+        ref = number(get_path(stats, cfg.get("fraud_rate_reference", "score.reference_fraud_rate")))
+        n = number(get_path(stats, cfg.get("fraud_rate_count", "score.count")))
+        if rate is None or ref is None or not n or ref <= 0 or n < float(cfg.get("fraud_rate_min_count", 0)):
+            return None
+        z = (rate - ref) / math.sqrt(ref * (1 - ref) / n) if ref < 1 else 0.0
+        if z < float(cfg.get("fraud_rate_min_z", 5.0)):
+            return None
+        ratio = rate / ref
+        sev = bands.classify(ratio)
+        if sev is None or not self.opens(sev):
+            return None
+        evidence = {"statistic": cfg.get("fraud_rate", "score.predicted_fraud_rate"), "value": rate, "reference": ref,
+                    "ratio": ratio, "z": z, "count": n, "fraud_rate_bands": dict(bands.bounds), **extra}
+        return Breach("score_drift", sev, (), ratio,
+                      f"{sev} score drift: predicted fraud rate {self._pct(rate)} is {ratio:.3g}x the reference "
+                      f"{self._pct(ref)} (>= {_fmt(bands.bound(sev))}x)", evidence)
 
     def _eval_concept_drift(self, stats, cfg, bands) -> list[Breach]:
         concept = stats.get("concept")
@@ -496,7 +534,7 @@ class Policy:
         for b in breaches:
             cur: Breach | None = b
             for rule in self.inhibit_rules:
-                if cur is None or cur.type not in rule.target_types:
+                if cur is None or not rule.target_matches(cur):
                     continue
                 srcs = [s for s in pool if s is not b and s.type != b.type and rule.source_matches(s)]
                 if not srcs:
