@@ -158,18 +158,21 @@ def test_missing_fields_count_in_the_window(scorer):
 def test_idle_partition_window_closes_by_timer(scorer):
     proc = StreamProcessor(scorer, _settings(window_idle_s=0.5))
     msgs = _messages(1000, seed=3)
-    out = proc.process(msgs)
+    t = time.time()
+    out = proc.process(msgs, now=t)
     assert not out.partials                       # no window is full yet
+
     def sketches(partials):
         return [v for _, v in partials if b'"kind":"partial"' in v]
 
-    early = proc.tick(time.time()).partials
+    early = proc.tick(t + 0.1).partials
     assert not sketches(early)                    # not idle yet: only progress heartbeats
     assert len(early) == len({m.partition for m in msgs})
-    closed = sketches(proc.tick(time.time() + 1.0).partials)
+    assert not sketches(proc.tick(t + 1.0, caught_up=lambda p, off: False).partials)  # backlog: not idle
+    closed = sketches(proc.tick(t + 1.0).partials)
     assert len(closed) == len({m.partition for m in msgs})
-    stats = [orjson.loads(v) for _, v in proc.aggregate(closed, now=time.time() + 1.0)]
-    stats += [orjson.loads(v) for _, v in proc.aggregate_tick(time.time() + 10)]
+    stats = [orjson.loads(v) for _, v in proc.aggregate(closed, now=t + 1.0)]
+    stats += [orjson.loads(v) for _, v in proc.aggregate_tick(t + 10)]
     assert len(stats) == 1 and stats[0]["window"]["events"] == 1000
 
 
