@@ -94,6 +94,14 @@ class Settings:
     max_message_bytes: int = _opt(1_000_000, "largest transactions message accepted; bigger ones are dead-lettered", "streams", minimum=1)
     group_id: str = _opt("breeboost", "consumer group / Faust app id prefix", "streams")
 
+    def __post_init__(self) -> None:
+        # settings that are only wrong together, named by their variables
+        if self.security_protocol.startswith("SASL") and not (self.sasl_username and self.sasl_password):
+            raise SettingsError(f"{env_var('security_protocol')}={self.security_protocol} needs "
+                                f"{env_var('sasl_username')} and {env_var('sasl_password')}")
+        if self.heartbeat_interval_s >= self.session_timeout_s:
+            raise SettingsError(f"{env_var('heartbeat_interval_s')} must be below {env_var('session_timeout_s')}")
+
     # -- construction -------------------------------------------------------------------------------
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":

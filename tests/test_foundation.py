@@ -27,7 +27,8 @@ BB = [sys.executable, "-m", "breeboost.cli"]
 # --- settings ---------------------------------------------------------------------------------------
 def test_settings_defaults_and_env():
     s = Settings.from_env({"BREEBOOST_BOOTSTRAP": "k1:9092,k2:9093", "BREEBOOST_WINDOW_SIZE": "500",
-                           "BREEBOOST_SECURITY_PROTOCOL": "sasl_ssl", "BREEBOOST_SASL_PASSWORD": "pw"})
+                           "BREEBOOST_SECURITY_PROTOCOL": "sasl_ssl", "BREEBOOST_SASL_PASSWORD": "pw",
+                           "BREEBOOST_SASL_USERNAME": "svc"})
     assert s.bootstrap == "k1:9092,k2:9093"
     assert s.window_size == 500
     assert s.security_protocol == "SASL_SSL"
@@ -202,3 +203,39 @@ def test_broker_cli_serves_and_stops_on_signal_without_orphans(sig):
         assert not any(_alive(pid) for pid in tansu)
     finally:
         proc.kill()
+
+
+def test_settings_that_are_only_wrong_together_name_their_variables():
+    with pytest.raises(SettingsError, match="BREEBOOST_SASL_USERNAME"):
+        Settings.from_env({"BREEBOOST_SECURITY_PROTOCOL": "SASL_SSL"})
+    with pytest.raises(SettingsError, match="BREEBOOST_HEARTBEAT_INTERVAL_S"):
+        Settings.from_env({"BREEBOOST_HEARTBEAT_INTERVAL_S": "10"})
+    ok = Settings.from_env({"BREEBOOST_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "BREEBOOST_SASL_USERNAME": "u",
+                            "BREEBOOST_SASL_PASSWORD": "p"})
+    assert ok.sasl_username == "u"
+
+
+def test_package_layers_hold():
+    """models, detectors and simulator import none of streams, incident, faust or kafka (design contract);
+    the simulator's Kafka producer and the CLI modules, which wire things together, are the exceptions."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    forbidden = {"streams", "incident", "faust", "kafka", "aiokafka"}
+    exceptions = {"simulator/producer.py", "simulator/cli.py", "detectors/cli.py", "models/cli.py"}
+    for pkg in ("models", "detectors", "simulator"):
+        for path in (root / pkg).rglob("*.py"):
+            rel = path.relative_to(root).as_posix()
+            if rel in exceptions:
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                for n in names:
+                    assert n.split(".")[0] not in forbidden, f"{rel} imports {n}"
+    assert "models" not in {n.split(".")[0] for p in (root / "detectors").rglob("*.py")
+                            if p.relative_to(root).as_posix() not in exceptions
+                            for node in ast.walk(ast.parse(p.read_text()))
+                            for n in ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                                      [node.module or ""] if isinstance(node, ast.ImportFrom) else [])}
