@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -260,3 +261,96 @@ def test_incident_agent_restart_mid_episode(kafka_settings, tmp_path):
         assert len({e["incident_id"] for e in events}) == 1
     finally:
         agent.stop()
+
+
+# --- slow or failing webhooks ---------------------------------------------------------------------------
+def test_incident_agent_keeps_processing_with_failing_and_slow_webhooks(kafka_settings, tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.test_incident_lifecycle import make_stats
+    from tests.test_incident_sinks import Receiver
+
+    s = kafka_settings
+    failing, slow = Receiver(fail_first=10 ** 6, fail_status=500), Receiver(delay_s=30.0)
+    agent = Worker(s, None, tmp_path / "incident.log", role="incident",
+                   extra_args=["--state-dir", str(tmp_path / "state"), "--webhook", failing.url,
+                               "--webhook", slow.url + "#slack"])
+    try:
+        agent.wait_ready(90)
+        t0 = time.monotonic()
+        _publish_stats(s, [make_stats(i, **(dict(missing_ratio=0.2) if 2 <= i < 8 else {})) for i in range(20)])
+        while not any(e["event"] == "resolved" for e in _incident_events(s)):
+            assert time.monotonic() - t0 < 30, agent.log_text()[-3000:]   # not held up by the receivers
+            time.sleep(0.5)
+        episode_s = time.monotonic() - t0
+
+        def deliveries() -> dict[tuple[str, str], float]:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{agent.metrics_port}/metrics", timeout=5).read().decode()
+            return {(x.labels["sink"], x.labels["outcome"]): x.value for f in text_string_to_metric_families(text)
+                    for x in f.samples if x.name == "breeboost_webhook_deliveries_total"}
+
+        deadline = time.monotonic() + 60         # 1 + 5 retries with 0.5 s doubling backoff: ~16 s an event
+        while deliveries().get(("webhook0", "failed"), 0) < 1 and time.monotonic() < deadline:
+            time.sleep(1)
+        d = deliveries()
+        assert d[("webhook0", "failed")] >= 1 and d[("webhook0", "retried")] >= 5, d
+        assert failing.requests <= 2 * 6            # bounded: at most (1 + max_retries) per event, 2 events
+        assert slow.requests >= 1 and d.get(("webhook1", "delivered"), 0) == 0
+        assert agent.proc.poll() is None
+        print(f"webhooks: episode published in {episode_s:.1f}s; deliveries {d}; failing receiver saw "
+              f"{failing.requests} requests")
+    finally:
+        agent.stop()
+        failing.close()
+        slow.close()
+
+
+# --- load: a burst of 1M events --------------------------------------------------------------------------
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_burst_of_one_million_events_bounded_memory_nothing_lost(broker_bootstrap, paysim_model, tmp_path):
+    import threading
+
+    from tests.conftest import fresh_settings
+
+    n = 1_000_000
+    s = fresh_settings(broker_bootstrap, partitions=4)
+    worker = Worker(s, paysim_model, tmp_path / "worker.log", role="scoring").wait_ready(90)
+    samples: list[tuple[float, float]] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set() and worker.proc.poll() is None:
+            samples.append((time.monotonic(), _rss_mb(worker.proc.pid)))
+            stop.wait(0.5)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    try:
+        idle_rss = _rss_mb(worker.proc.pid)
+        sampler.start()
+        t0 = time.monotonic()
+        summary = simulate(s, "--count", str(n), "--seed", "5", "--no-labels", "--batch", "100", timeout_s=600)
+        published_s = time.monotonic() - t0
+        assert summary["acked"] == n and summary["failed"] == 0
+        rep = wait_audit(s, n // 100, timeout_s=300, workers=(worker,))
+        drained_s = time.monotonic() - t0
+        stop.set()
+        sampler.join(5)
+        peak = max(r for _, r in samples)
+        t_end = samples[-1][0]
+        quarters = [max((r for t, r in samples if t0 + (t_end - t0) * q / 4 <= t <= t0 + (t_end - t0) * (q + 1) / 4),
+                        default=0.0) for q in range(4)]
+        print(f"burst: {n} events published in {published_s:.1f}s, all scored/dead-lettered {drained_s:.1f}s after "
+              f"the start ({n / drained_s:,.0f} ev/s); worker RSS idle {idle_rss:.0f} MB, peak {peak:.0f} MB, "
+              f"peak per quarter of the run {[round(q) for q in quarters]} MB; "
+              f"audit {rep.as_dict()}")
+        assert rep.ok and rep.produced == n, rep.as_dict()
+        assert peak < idle_rss + 1024, (idle_rss, peak)   # bounded state: dedup and label horizons, windows
+    finally:
+        stop.set()
+        worker.stop()
