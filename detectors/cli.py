@@ -1,10 +1,16 @@
-"""CLI for ``breeboost report``: the stream's window statistics over a data file, as JSON and HTML.
+"""CLI for ``breeboost report``: window statistics as JSON and one self-contained HTML page.
 
 ``breeboost report --model DIR --data FILE [--window N] [--json STATS.json] [--out REPORT.html]`` reads the
 file (csv, jsonl, parquet), validates and scores it with the model (rows that fail validation count as
 dead-lettered in their window, as in the stream), cuts it into windows of N rows in file order, and writes
 ``{"windows": [drift.stats payload, ...], "summary": {...}}``. Offline there is no processing time, so
 freshness lags are not measured (``freshness.count`` is 0).
+
+``breeboost report --bootstrap HOST:PORT [--json STATS.json] [--out REPORT.html]`` (no ``--data``) reads the
+stream's own history instead: every ``drift.stats`` window and every ``incidents`` event on the topics (from
+the earliest offset, by assignment, until ``--read-timeout`` seconds pass without a record), and draws the
+incidents on the same window axis as the statistics. The JSON then also holds ``incidents`` (the events)
+and ``spans`` (one per incident: breached windows, resolve window, peak severity).
 """
 from __future__ import annotations
 
@@ -23,11 +29,68 @@ _log = logging.getLogger("detectors.report")
 def add_report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="DIR", default=None,
                    help="model artifact directory (default: the --model-dir setting)")
-    p.add_argument("--data", metavar="FILE", required=True, help="data file: .csv, .jsonl or .parquet")
+    p.add_argument("--data", metavar="FILE", default=None,
+                   help="data file: .csv, .jsonl or .parquet (default: read the drift.stats and incidents topics)")
     p.add_argument("--window", metavar="N", type=int, default=None,
                    help="window size in rows (default: the --window-size setting)")
     p.add_argument("--json", metavar="STATS.json", default=None, help="write the window statistics here")
     p.add_argument("--out", metavar="REPORT.html", default=None, help="write the HTML report here")
+    p.add_argument("--read-timeout", metavar="S", type=float, default=2.0,
+                   help="without --data: stop reading a topic after S seconds without a new record (default 2)")
+
+
+def _read_topic_json(settings, topic: str, idle_s: float) -> list[dict]:
+    import orjson
+
+    from breeboost.errors import BrokerError
+    from breeboost.kafka_io import read_topic
+
+    out = []
+    try:
+        for r in read_topic(settings, topic, idle_timeout_s=idle_s, timeout_s=max(30.0, 10 * idle_s)):
+            try:
+                doc = orjson.loads(r.value)
+            except (orjson.JSONDecodeError, TypeError):
+                continue   # not ours: skipped, as every reader of these topics does
+            if isinstance(doc, dict):
+                out.append(doc)
+    except BrokerError as e:
+        raise BreeBoostError(f"cannot read topic {topic!r} at {settings.bootstrap}: {e}") from None
+    except Exception as e:  # kafka-python's NoBrokersAvailable & co.
+        raise BreeBoostError(f"cannot reach Kafka at {settings.bootstrap}: {e}") from None
+    return out
+
+
+def _report_from_topics(args: argparse.Namespace, settings) -> int:
+    import orjson
+
+    from detectors.report import incident_spans, order_windows, render_html, summarize
+
+    if args.read_timeout <= 0:
+        raise BreeBoostError(f"--read-timeout must be > 0, got {args.read_timeout}")
+    windows = order_windows(_read_topic_json(settings, settings.topic_drift_stats, args.read_timeout))
+    if not windows:
+        raise BreeBoostError(f"no drift.stats windows on topic {settings.topic_drift_stats!r} at "
+                             f"{settings.bootstrap}: is a worker running and has traffic reached it?")
+    events = [e for e in _read_topic_json(settings, settings.topic_incidents, args.read_timeout)
+              if isinstance(e.get("incident_id"), str)]
+    spans = incident_spans(events)
+    summary = summarize(windows)
+    summary.update(source="topics", topic=settings.topic_drift_stats, incidents_topic=settings.topic_incidents,
+                   incidents=len(spans), window_range=[windows[0]["window"]["index"], windows[-1]["window"]["index"]])
+    if args.json:
+        Path(args.json).write_bytes(orjson.dumps({"windows": windows, "incidents": events, "spans": spans,
+                                                  "summary": summary},
+                                                 option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    if args.out:
+        Path(args.out).write_text(render_html(windows, summary, f"BreeBoost drift report: {settings.topic_drift_stats}",
+                                              incidents=events), encoding="utf-8")
+    log(_log, "report written", source="topics", windows=summary["windows"], incidents=len(spans),
+        json=args.json, html=args.out)
+    print(f"{summary['windows']} windows (index {summary['window_range'][0]}..{summary['window_range'][1]}), "
+          f"{summary['events']} events, {len(spans)} incident(s); windows with drift: "
+          f"{', '.join(summary['drifted_windows']) or 'none'}")
+    return 0
 
 
 def run_report(args: argparse.Namespace, settings) -> int:
@@ -39,11 +102,13 @@ def run_report(args: argparse.Namespace, settings) -> int:
     from models.scorer import Scorer
     from models.validation import validate_columns
 
+    if not args.json and not args.out:
+        raise BreeBoostError("nothing to write: give --json STATS.json and/or --out REPORT.html")
+    if args.data is None:
+        return _report_from_topics(args, settings)
     window = args.window if args.window is not None else settings.window_size
     if window < 1:
         raise BreeBoostError(f"--window must be >= 1, got {window}")
-    if not args.json and not args.out:
-        raise BreeBoostError("nothing to write: give --json STATS.json and/or --out REPORT.html")
     scorer = Scorer.load(args.model or settings.model_dir, getattr(settings, "nthread", 1))
     if not scorer.profile:
         raise BreeBoostError(f"model {scorer.path} has no drift profile (profile.json); retrain it")

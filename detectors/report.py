@@ -2,7 +2,8 @@
 
 :func:`report_windows` cuts already-scored rows into windows of ``window`` rows (file order) and returns
 the drift.stats payload of each, computed exactly as the stream does (same sketch, same statistics).
-:func:`summarize` condenses them; :func:`render_html` draws them as inline SVG (no scripts, no network).
+:func:`summarize` condenses them; :func:`render_html` draws them as inline SVG (no scripts, no network), with the incidents
+(:func:`incident_spans`) on the same window axis when the history comes from the topics.
 
 >>> import numpy as np
 >>> from detectors.profile import build_profile
@@ -18,7 +19,6 @@ True
 """
 from __future__ import annotations
 
-import html
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -26,7 +26,7 @@ import numpy as np
 from detectors.stats import window_statistics
 from detectors.window import WindowSketch
 
-__all__ = ["report_windows", "summarize", "render_html"]
+__all__ = ["report_windows", "summarize", "render_html", "order_windows", "incident_spans"]
 
 
 def report_windows(profile: Mapping[str, Any], numeric: Mapping[str, np.ndarray], categorical: Mapping[str, np.ndarray],
@@ -94,75 +94,77 @@ def summarize(stats: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
+# -- history from the topics ----------------------------------------------------------------------------
+def order_windows(stats: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """drift.stats payloads in window-index order, one per index (a redelivered window keeps the copy with
+    the most events), payloads without an index dropped.
+
+    >>> ws = [{"window": {"index": 1, "events": 5}}, {"window": {"index": 0, "events": 3}},
+    ...       {"window": {"index": 1, "events": 9}}, {"window": {}}]
+    >>> [w["window"]["events"] for w in order_windows([{**w, "features": {}} for w in ws])]
+    [3, 9]
+    """
+    best: dict[int, Mapping[str, Any]] = {}
+    for s in stats:
+        w = s.get("window") if isinstance(s, Mapping) else None
+        k = w.get("index") if isinstance(w, Mapping) else None
+        if not isinstance(k, int) or isinstance(k, bool) or not isinstance(s.get("features"), Mapping):
+            continue
+        if k not in best or (w.get("events") or 0) >= (best[k]["window"].get("events") or 0):
+            best[k] = s
+    return [dict(best[k]) for k in sorted(best)]
+
+
+def incident_spans(events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One span per incident from its events on the ``incidents`` topic: the breached windows
+    (``first_index``..``last_index``), the window it resolved at (``end_index``, ``None`` while firing),
+    peak severity, type, features, summary. Acknowledge/close events only add their flags.
+
+    >>> ev = lambda kind, seq, first, last, at, sev="P2": {"incident_id": "inc-1", "event": kind, "seq": seq,
+    ...     "type": "missing_data", "severity": sev, "status": "resolved" if kind == "resolved" else "firing",
+    ...     "summary": kind, "details": {"affected_features": ["amount"], "peak_severity": sev,
+    ...     "window": {"first_index": first, "last_index": last, "evaluated_index": at}}}
+    >>> [(s["first_index"], s["last_index"], s["end_index"], s["severity"], s["status"])
+    ...  for s in incident_spans([ev("fired", 1, 5, 6, 6), ev("updated", 2, 5, 7, 7, "P1"), ev("resolved", 3, 5, 9, 12)])]
+    [(5, 9, 12, 'P1', 'resolved')]
+    """
+    order = {"P1": 0, "P2": 1, "P3": 2, "P4": 3}
+    by_id: dict[str, list[Mapping[str, Any]]] = {}
+    for e in events:
+        if isinstance(e, Mapping) and isinstance(e.get("incident_id"), str):
+            by_id.setdefault(e["incident_id"], []).append(e)
+    spans = []
+    for iid, evs in by_id.items():
+        agent = sorted((e for e in evs if e.get("source") != "cli"), key=lambda e: e.get("seq") or 0)
+        windows = [(e.get("details") or {}).get("window") or {} for e in agent]
+        firsts = [w["first_index"] for w in windows if isinstance(w.get("first_index"), int)]
+        lasts = [w[k] for w in windows for k in ("last_index", "first_index") if isinstance(w.get(k), int)]
+        if not agent or not firsts:
+            continue
+        last = agent[-1]
+        resolved = [e for e in agent if e.get("status") == "resolved"]
+        sevs = [s for e in agent for s in (e.get("severity"), (e.get("details") or {}).get("peak_severity"))
+                if s in order]
+        end = ((resolved[-1].get("details") or {}).get("window") or {}).get("evaluated_index") if resolved else None
+        spans.append({
+            "incident_id": iid, "type": last.get("type"), "severity": min(sevs, key=order.get, default=None),
+            "status": "resolved" if resolved else "firing", "first_index": min(firsts), "last_index": max(lasts),
+            "end_index": end if isinstance(end, int) else None,
+            "features": list((last.get("details") or {}).get("affected_features") or []),
+            "summary": next((e.get("summary") for e in agent if e.get("severity") == min(sevs, key=order.get, default=None)
+                             and e.get("status") != "resolved"), agent[0].get("summary")),
+            "started_at": last.get("started_at"),
+            "ended_at": last.get("ended_at"), "acknowledged": any(e.get("acknowledged") for e in evs),
+            "closed": any(e.get("closed") for e in evs)})
+    return sorted(spans, key=lambda s: (s["first_index"], s["incident_id"]))
+
+
 # -- HTML ---------------------------------------------------------------------------------------------------
-_CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse}
-td,th{border:1px solid #ccc;padding:2px 6px;font-size:12px;text-align:right}th{background:#f3f3f3}
-.drift{background:#f8c9c4}.feat{display:inline-block;margin:0 1.5em 1.5em 0;vertical-align:top}
-h3{margin:.2em 0;font-size:14px}.note{color:#666;font-size:12px}"""
+def render_html(stats: Sequence[Mapping[str, Any]], summary: Mapping[str, Any], title: str = "BreeBoost drift report",
+                incidents: Sequence[Mapping[str, Any]] = ()) -> str:
+    """A self-contained HTML page (inline SVG, no scripts or network): incidents on the window axis, window
+    signals, PSI per feature and window (table), PSI/KS per feature over the windows and reference-vs-current
+    histograms of each feature's worst window. ``incidents``: incident events (see :func:`incident_spans`)."""
+    from detectors.report_html import render_page
 
-
-def _line_svg(values: Sequence[float], threshold: float, w: int = 320, h: int = 110) -> str:
-    top = max(max(values, default=0.0), threshold) * 1.15 or 1.0
-    n = max(len(values) - 1, 1)
-
-    def xy(i: int, v: float) -> str:
-        return f"{30 + i * (w - 40) / n:.1f},{h - 15 - v / top * (h - 25):.1f}"
-
-    pts = " ".join(xy(i, v) for i, v in enumerate(values))
-    ty = h - 15 - threshold / top * (h - 25)
-    return (f'<svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg">'
-            f'<line x1="30" y1="{ty:.1f}" x2="{w - 10}" y2="{ty:.1f}" stroke="#d33" stroke-dasharray="4"/>'
-            f'<polyline fill="none" stroke="#246" stroke-width="1.5" points="{pts}"/>'
-            f'<text x="2" y="12" font-size="10">{top:.3g}</text><text x="2" y="{h - 15}" font-size="10">0</text>'
-            f'<text x="{w - 80}" y="{ty - 3:.1f}" font-size="10" fill="#d33">threshold</text></svg>')
-
-
-def _bars_svg(ref: Sequence[float], cur: Sequence[float], w: int = 320, h: int = 110) -> str:
-    k = max(len(ref), 1)
-    top = max(list(ref) + list(cur) + [1e-9])
-    bw = (w - 20) / k / 2.2
-    parts = [f'<svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg">']
-    for i, (r, c) in enumerate(zip(ref, cur)):
-        x = 10 + i * (w - 20) / k
-        for j, (v, color) in enumerate(((r, "#9ab"), (c, "#e73"))):
-            bh = v / top * (h - 20)
-            parts.append(f'<rect x="{x + j * bw:.1f}" y="{h - 10 - bh:.1f}" width="{bw:.1f}" height="{bh:.1f}" '
-                         f'fill="{color}"/>')
-    parts.append('<text x="10" y="10" font-size="10" fill="#9ab">reference</text>'
-                 '<text x="80" y="10" font-size="10" fill="#e73">current</text></svg>')
-    return "".join(parts)
-
-
-def render_html(stats: Sequence[Mapping[str, Any]], summary: Mapping[str, Any], title: str = "BreeBoost drift report") -> str:
-    """A self-contained HTML page: PSI per feature and window (table and charts), and reference-vs-current
-    histograms of each feature's worst window."""
-    esc = html.escape
-    names = list(stats[0]["features"]) if stats else []
-    th_psi = [s["thresholds"]["psi"] for s in stats]
-    rows = []
-    for name in names:
-        cells = "".join(
-            f'<td class="{"drift" if s["features"][name]["drifted"] else ""}">{s["features"][name]["psi"]:.4f}</td>'
-            for s in stats)
-        rows.append(f"<tr><th>{esc(name)}</th>{cells}</tr>")
-    rows.append("<tr><th>(score)</th>" + "".join(
-        f'<td class="{"drift" if s["score"]["drifted"] else ""}">{s["score"]["psi"]:.4f}</td>' for s in stats) + "</tr>")
-    header = "".join(f"<th>{esc(s['window_id'])}</th>" for s in stats)
-    charts = []
-    for name in names:
-        psis = [s["features"][name]["psi"] for s in stats]
-        worst = stats[int(np.argmax(psis))]
-        f = worst["features"][name]
-        ks = f" · KS D {f['ks_d']:.3f}" if "ks_d" in f else ""
-        bins = f.get("bins")
-        bars = _bars_svg(bins["reference"], bins["current"]) if bins else ""
-        charts.append(f'<div class="feat"><h3>{esc(name)}</h3>{_line_svg(psis, min(th_psi) if th_psi else 0.1)}'
-                      f'<div class="note">worst window {esc(worst["window_id"])}: PSI {f["psi"]:.3f}{ks}</div>{bars}</div>')
-    drifted = ", ".join(summary.get("drifted_windows", [])) or "none"
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{_CSS}</style></head>"
-            f"<body><h1>{esc(title)}</h1><p>model {esc(str(summary.get('model_version')))} · {summary.get('windows', 0)} "
-            f"windows · {summary.get('events', 0)} events ({summary.get('dead_lettered', 0)} dead-lettered) · "
-            f"windows with drift: {esc(drifted)}</p>"
-            f"<h2>PSI per feature and window</h2><p class='note'>red: drifted (PSI above the calibrated threshold "
-            f"or KS D above its threshold)</p><table><tr><th>feature</th>{header}</tr>{''.join(rows)}</table>"
-            f"<h2>Features</h2>{''.join(charts)}</body></html>")
+    return render_page(order_windows(stats), summary, incident_spans(incidents), title)
