@@ -59,7 +59,13 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
         incident_service = IncidentService.create(settings, registry=registry, policy_path=args.policy,
                                                   state_dir=args.state_dir or "state", webhooks=args.webhook,
                                                   incident_log=args.incident_log)
-    app = create_app(settings, args.role, scoring=processor, incident_service=incident_service)
+    watcher = None
+    if processor is not None:
+        from streams.reload import ModelWatcher
+
+        watcher = ModelWatcher(settings.model_dir, processor.scorer.version, nthread=settings.nthread)
+    app = create_app(settings, args.role, scoring=processor, incident_service=incident_service,
+                     model_watcher=watcher)
     start_metrics_server(settings, registry)
     import faust
 

@@ -3,8 +3,8 @@
 ``breeboost train --out MODEL_DIR`` writes the artifact files and then ``metadata.json``; when its
 version changes, :meth:`ModelWatcher.poll` loads the new model (checksums verified) and the worker swaps
 it in between two micro-batches, so no event is lost or scored twice. A half-written or corrupt artifact
-is refused and the current model keeps serving (logged, retried on the next poll). ``SIGHUP`` makes the
-worker poll at once.
+is refused and the current model keeps serving (logged, retried on the next poll). The worker polls
+every 2 seconds.
 """
 from __future__ import annotations
 

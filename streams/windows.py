@@ -111,6 +111,7 @@ class _Pending:
     partials: dict[int, dict] = field(default_factory=dict)
     last_update: float = 0.0
     first_seen: float = 0.0
+    other_models: list[dict] = field(default_factory=list)   # partials superseded across a model reload
 
 
 class Aggregator:
@@ -161,8 +162,11 @@ class Aggregator:
         if pend is None:
             pend = self.pending[k] = _Pending(first_seen=now)
         prev = pend.partials.get(p)
-        # a later partial of the same partition supersedes (it holds everything the earlier one had)
+        # a later partial of the same partition supersedes (it holds everything the earlier one had) -
+        # unless a model reload came between them: then each holds its own part of the window
         if prev is None or partial["last_offset"] >= prev["last_offset"]:
+            if prev is not None and prev.get("model_version") != partial.get("model_version"):
+                pend.other_models.append(prev)
             pend.partials[p] = partial
         pend.last_update = now
         return self.ready(now)
@@ -196,7 +200,7 @@ class Aggregator:
             whole = not waiting
             if waiting and any(self._alive(p, k, now) for p in waiting) and len(self.pending) <= self.max_pending:
                 break  # publish in order: wait for this one
-            parts = [pend.partials[p] for p in sorted(pend.partials)]
+            parts = pend.other_models + [pend.partials[p] for p in sorted(pend.partials)]
             stats = self.merge_partials(parts)
             stats.setdefault("window", {})["partitions_missing"] = sorted(set(range(self.partitions)) - set(pend.partials))
             stats["window"]["complete"] = whole

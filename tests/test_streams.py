@@ -302,3 +302,40 @@ def test_aggregator_idle_partitions_close_the_last_window_and_publish_in_order()
     out += a.add(_beat(0, 1, 150, idle=True), 0.5)
     assert [o["window"]["index"] for o in out] == [0, 1]
     assert out[1]["parts"] == [0] and out[1]["window"]["complete"]
+
+
+def test_model_reload_between_batches_loses_nothing(scorer, paysim_model, tmp_path):
+    import shutil
+
+    from models.spec import load_spec
+    from models.training import TrainConfig, train_model
+    from streams.reload import ModelWatcher
+
+    live = tmp_path / "live"
+    shutil.copytree(paysim_model, live)
+    proc = StreamProcessor(Scorer.load(live), _settings())
+    watcher = ModelWatcher(live, proc.scorer.version)
+    msgs = _messages(6000, seed=31)
+    first = proc.process(msgs[:3000])
+    assert watcher.poll() is None                              # nothing changed
+    (live / "metadata.json").write_bytes(b"{half-written")    # a torn write is not loaded
+    assert watcher.poll() is None
+    new_dir = tmp_path / "new"
+    train_model(generate(60_000, seed=5), load_spec(), TrainConfig(seed=5, n_estimators=30)).save(new_dir)
+    for f in ("model.ubj", "profile.json", "report.json", "metadata.json"):   # metadata last, as train does
+        shutil.copy(new_dir / f, live / f)
+    new = watcher.poll()
+    assert new is not None and new.version != scorer.version
+    flushed = proc.reload(new)
+    assert flushed and all(b'"complete":false' in v for _, v in flushed)
+    second = proc.process(msgs[3000:])
+    versions = [orjson.loads(v)["model_version"] for _, v in first.scores + second.scores]
+    assert versions[:len(first.scores)] == [scorer.version] * len(first.scores)
+    assert set(versions[len(first.scores):]) == {new.version}
+    assert len(first.scores) + len(first.dead_letters) + len(second.scores) + len(second.dead_letters) == 6000
+    # windows that span the reload are published for the new model, the old model's partials counted
+    partials = first.partials + flushed + second.partials + proc.tick(time.time() + 3600).partials
+    stats = _aggregate(proc, partials)
+    assert sum(s["window"]["events"] + 0 for s in stats if s["model_version"] == new.version) > 0
+    assert all(s["model_version"] == new.version for s in stats)
+    assert any(s["window"]["partials_of_other_models"] > 0 for s in stats)
