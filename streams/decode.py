@@ -75,6 +75,11 @@ def decode_messages(values: list[bytes | None], max_bytes: int) -> DecodedBatch:
         elif type(doc) is list:
             if not doc:
                 rejects.append(Rejected(i, None, "empty_envelope", "empty JSON array"))
+            elif set(map(type, doc)) == {dict}:   # the usual envelope: whole columns at once
+                records += doc
+                origins += [i] * len(doc)
+                items += range(len(doc))
+                continue
             for j, item in enumerate(doc):
                 if type(item) is dict:
                     records.append(item)

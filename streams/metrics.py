@@ -1,12 +1,40 @@
 """Prometheus metrics of the scoring worker, on an explicit registry (never the global one)."""
 from __future__ import annotations
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
-__all__ = ["WorkerMetrics"]
+__all__ = ["WorkerMetrics", "observe_many"]
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 50000)
+
+
+def observe_many(histogram: Histogram, values: np.ndarray) -> None:
+    """``histogram.observe(v)`` for every value, as one bucket count per bucket (numpy) instead of one
+    locked update per event: per-event observe cost ~3 µs, as much as scoring the event.
+
+    >>> from prometheus_client import CollectorRegistry
+    >>> h = Histogram("lat", "latency", buckets=(0.1, 1.0), registry=CollectorRegistry())
+    >>> observe_many(h, np.array([0.05, 0.1, 0.5, 7.0]))
+    >>> [(s.labels.get("le"), s.value) for s in h.collect()[0].samples if s.name == "lat_bucket"]
+    [('0.1', 2.0), ('1.0', 3.0), ('+Inf', 4.0)]
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    if bounds is None or buckets is None or getattr(histogram, "_labelnames", ()):
+        for v in values.tolist():   # a prometheus_client without these internals: the public way
+            histogram.observe(v)
+        return
+    # bucket i holds bounds[i-1] < v <= bounds[i] (prometheus_client keeps per-bucket, not cumulative, counts)
+    counts = np.bincount(np.searchsorted(np.asarray(bounds, dtype=np.float64), values, side="left"),
+                         minlength=len(bounds))
+    for i in np.flatnonzero(counts).tolist():
+        buckets[i].inc(int(counts[i]))
+    histogram._sum.inc(float(values.sum()))
 
 
 class WorkerMetrics:
