@@ -91,7 +91,8 @@ def faust_app_kwargs(settings: Settings) -> dict[str, Any]:
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
         # Faust makes a data folder per app even with memory tables: keep it out of the working directory
-        datadir=os.path.join(tempfile.gettempdir(), "breeboost-faust", "{conf.name}-data"),
+        # (directly in the temp dir: Faust creates its datadir with mkdir, without parents)
+        datadir=os.path.join(tempfile.gettempdir(), "breeboost-faust-{conf.name}-data"),
         store="memory://",
         table_cleanup_interval=3600.0,
         broker_commit_every=1000,
