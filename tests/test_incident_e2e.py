@@ -204,6 +204,10 @@ def _one_incident(events: list[dict], itype: str, severities: set[str], features
     # agent evaluates windows in arrival order, which can differ a little from index order)
     assert START // SIZE - 1 <= f["details"]["window"]["first_index"] <= END // SIZE, summary
     assert resolved[0]["details"]["window"]["evaluated_index"] >= END // SIZE, summary
+    w, rw = f["details"]["window"], resolved[0]["details"]["window"]
+    print(f"\nE2E {itype} {f['severity']} (peak {resolved[0]['details']['peak_severity']}): first breached window "
+          f"{w['first_index']}, fired at {w['evaluated_index']}, last breached {rw['last_index']}, resolved at "
+          f"{rw['evaluated_index']}; events {[e['event'] for e in events]}")
     return f
 
 
