@@ -149,9 +149,25 @@ def create_app(settings: Settings, role: str, scoring: Any = None, incident_serv
             hw = app.consumer.highwater(TP(settings.topic_transactions, partition))
             return hw is None or last_offset + 1 >= hw
 
+        def has_backlog(partition: int) -> bool:
+            """For a partition this worker holds but has read nothing from since it started: is anything
+            waiting? Unknown high watermark (no fetch yet) counts as yes. Faust keeps the position it seeked
+            to (the committed offset: the next one to read) in ``_read_offset``."""
+            from faust.types import TP
+
+            tp = TP(settings.topic_transactions, partition)
+            hw = app.consumer.highwater(tp)
+            if hw is None:
+                return True
+            position = getattr(app.consumer, "_read_offset", {}).get(tp)
+            return position < hw if position is not None else hw > 0
+
+        def assigned() -> list[int]:
+            return [tp.partition for tp in app.consumer.assignment() if tp.topic == settings.topic_transactions]
+
         @app.timer(0.5)
         async def close_idle_windows() -> None:
-            await ship(scoring.tick(time.time(), caught_up))
+            await ship(scoring.tick(time.time(), caught_up, assigned(), has_backlog))
             await _publish(stats_topic, scoring.aggregate_tick(time.time()))
 
         if model_watcher is not None:

@@ -299,13 +299,15 @@ class StreamProcessor:
         if self.metrics is not None and shipped:
             self.metrics.partials_sent.inc(len(shipped))
 
-    def tick(self, now: float | None = None, caught_up: Any = None) -> Outcome:
-        """Ship the windows of partitions that went quiet (Faust's window close needs a later event).
-        ``caught_up(partition, last_offset) -> bool``: see :meth:`PartitionWindows.idle`."""
+    def tick(self, now: float | None = None, caught_up: Any = None, assigned: Iterable[int] = (),
+             has_backlog: Any = None) -> Outcome:
+        """Ship the windows of partitions that went quiet (Faust's window close needs a later event), and
+        progress heartbeats. ``caught_up(partition, last_offset) -> bool``: see
+        :meth:`PartitionWindows.idle`; ``assigned``/``has_backlog``: see :meth:`PartitionWindows.heartbeats`."""
         out = Outcome()
         now = time.time() if now is None else now
         self._ship(self.windows.idle(now, self.settings.window_idle_s, caught_up), out)
-        out.partials += [(PARTIALS_KEY, orjson.dumps(h)) for h in self.windows.heartbeats(now)]
+        out.partials += [(PARTIALS_KEY, orjson.dumps(h)) for h in self.windows.heartbeats(now, assigned, has_backlog)]
         return out
 
     # -- aggregation -----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 __all__ = ["PartitionWindow", "PartitionWindows", "Aggregator", "window_messages"]
 
@@ -89,10 +89,17 @@ class PartitionWindows:
                 w.dirty = False
         return out
 
-    def heartbeats(self, now: float) -> list[dict]:
-        """One small progress record per open partition window (no sketch)."""
-        return [{"kind": "progress", "topic": self.topic, "partition": w.partition, "window_index": w.index,
-                 "last_offset": w.last_offset, "idle": not w.dirty, "sent_at": now} for w in self.open.values()]
+    def heartbeats(self, now: float, assigned: Iterable[int] = (),
+                   has_backlog: Callable[[int], bool] | None = None) -> list[dict]:
+        """One small progress record per open partition window (no sketch), and one per ``assigned``
+        partition without a window yet (``window_index`` -1): it is idle unless ``has_backlog(partition)``,
+        so the aggregator waits for a partition this worker holds but has not read yet."""
+        beats = [{"kind": "progress", "topic": self.topic, "partition": w.partition, "window_index": w.index,
+                  "last_offset": w.last_offset, "idle": not w.dirty, "sent_at": now} for w in self.open.values()]
+        for p in sorted(set(assigned) - set(self.open)):
+            beats.append({"kind": "progress", "topic": self.topic, "partition": p, "window_index": -1,
+                          "last_offset": -1, "idle": not (has_backlog and has_backlog(p)), "sent_at": now})
+        return beats
 
     def drop(self, partitions: set[int]) -> None:
         """Forget revoked partitions (their new owner restarts from the committed offset)."""

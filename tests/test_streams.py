@@ -339,3 +339,21 @@ def test_model_reload_between_batches_loses_nothing(scorer, paysim_model, tmp_pa
     assert sum(s["window"]["events"] + 0 for s in stats if s["model_version"] == new.version) > 0
     assert all(s["model_version"] == new.version for s in stats)
     assert any(s["window"]["partials_of_other_models"] > 0 for s in stats)
+
+
+def test_aggregator_waits_for_an_assigned_partition_with_a_backlog(scorer):
+    """A worker that drains partition 0 before fetching partition 1 must not publish window 0 without it."""
+    proc = StreamProcessor(scorer, _settings(partitions=2, window_size=200, window_idle_s=1.0))
+    msgs = [m for m in _messages(3000, seed=8, partitions=2)]
+    t = time.time()
+    out = proc.process([m for m in msgs if m.partition == 0], now=t)
+    beats = proc.tick(t + 0.1, caught_up=lambda p, off: True, assigned=[0, 1], has_backlog=lambda p: p == 1)
+    stats = proc.aggregate([v for _, v in out.partials + beats.partials], now=t + 0.1)
+    for dt in range(1, 31):                              # long after grace: partition 1 is alive, not read yet
+        beats = proc.tick(t + dt, caught_up=lambda p, off: True, assigned=[0, 1], has_backlog=lambda p: p == 1)
+        stats += proc.aggregate([v for _, v in beats.partials], now=t + dt)
+    assert stats == []
+    out1 = proc.process([m for m in msgs if m.partition == 1], now=t + 31)
+    stats = [orjson.loads(v) for _, v in proc.aggregate([v for _, v in out1.partials], now=t + 31)]
+    assert stats and all(s["window"]["complete"] and s["window"]["partitions_missing"] == [] for s in stats)
+    assert stats[0]["window"]["events"] == 200
