@@ -128,6 +128,7 @@ def faust_app_kwargs(settings: Settings) -> dict[str, Any]:
         producer_max_request_size=16 * 1024 * 1024,
         producer_max_batch_size=1024 * 1024,   # scores go out in record batches of up to 1 MB
         consumer_max_fetch_size=4 * 1024 * 1024,
-        stream_buffer_maxsize=8192,
+        # messages buffered per partition: bounded by count, so envelopes (hundreds of kB each) need a low one
+        stream_buffer_maxsize=2048,
         Monitor=quiet_monitor_class(),
     )
