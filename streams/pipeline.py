@@ -360,7 +360,9 @@ class StreamProcessor:
                 self.metrics.observe_window(s)
             log(_log, "window closed", window_id=s["window_id"], events=s.get("window", {}).get("events"),
                 drifted=s.get("drifted_features"))
-            out.append((s["window_id"].encode(), orjson.dumps(s, option=orjson.OPT_SERIALIZE_NUMPY)))
+            # one key per input stream: every window lands in one partition, so consumers (the incident
+            # agent) see windows in index order; the window id is in the payload for idempotency
+            out.append((self.settings.topic_transactions.encode(), orjson.dumps(s, option=orjson.OPT_SERIALIZE_NUMPY)))
         return out
 
     # -- delayed labels --------------------------------------------------------------------------
