@@ -26,7 +26,7 @@ SIZES = {
                   latency_s=4.0, latency_waits=(), scale_tx=300_000, memory_tx=0, floor_variants=False,
                   evidently_install=False),
     "full": dict(events=150_000, repeats=3, raw_events=300_000, batched_tx=1_000_000, envelope=500,
-                 latency_s=12.0, latency_waits=(0.01, 0.05, 0.1, 0.25), scale_tx=1_000_000, memory_tx=2_000_000,
+                 latency_s=12.0, latency_waits=(0.01, 0.05, 0.1, 0.25), scale_tx=1_000_000, memory_tx=5_000_000,
                  floor_variants=True, evidently_install=True),
 }
 
