@@ -1,0 +1,115 @@
+"""In-process micro-benchmark of :meth:`streams.pipeline.StreamProcessor.process` (no broker, no Faust).
+
+``python -m bench.process_bench [--events N] [--repeats R] [--profile]`` prints one JSON line with the CPU
+µs per transaction (``time.process_time``, median and min of R repeats) for the two input shapes:
+
+- ``envelope``: messages holding a JSON array of 500 transactions, ~170 messages a call (one Faust
+  micro-batch of ~85k transactions),
+- ``single``: one transaction per message, 1000 messages a call.
+
+Each repeat gets a fresh processor (empty dedup map, no open window), so every transaction is new and
+takes the path it takes in production; building the processor and the messages is not timed. The
+garbage collector is tuned as the worker tunes it (:func:`streams.app.tune_gc`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from typing import Any
+
+__all__ = ["make_batches", "make_processor", "measure"]
+
+SHAPES = {"envelope": (500, 170), "single": (1, 1000)}   # (transactions a message, messages a call)
+
+
+def make_processor(model_dir: str | None = None) -> Any:
+    """A :class:`StreamProcessor` as ``bench.runner`` builds it (default settings, fresh metrics)."""
+    from prometheus_client import CollectorRegistry
+
+    from bench.env import train_or_load_model
+    from breeboost.settings import Settings
+    from models.scorer import Scorer
+    from streams.metrics import WorkerMetrics
+    from streams.pipeline import StreamProcessor
+
+    model_dir = model_dir or train_or_load_model()
+    settings = Settings.from_env({})
+    scorer = Scorer.load(model_dir, nthread=settings.nthread)
+    return StreamProcessor(scorer, settings, metrics=WorkerMetrics(CollectorRegistry()), model_dir=model_dir)
+
+
+def make_batches(n: int, shape: str, seed: int = 11, partition: int = 0, topic: str = "transactions") -> list[list]:
+    """``n`` simulated transactions as lists of :class:`streams.pipeline.Msg`, one list per process() call."""
+    from bench.env import encode_payloads
+    from streams.pipeline import Msg
+
+    per_msg, per_call = SHAPES[shape]
+    keys, values = encode_payloads(n, seed=seed, batch=per_msg)
+    ts = time.time()
+    msgs = [Msg(topic, partition, i, v, key=k, timestamp=ts) for i, (k, v) in enumerate(zip(keys, values))]
+    return [msgs[i:i + per_call] for i in range(0, len(msgs), per_call)]
+
+
+def measure(shape: str, n: int = 100_000, repeats: int = 5, model_dir: str | None = None,
+            batches: list[list] | None = None) -> dict[str, Any]:
+    """CPU µs per transaction of process() over ``n`` transactions, per repeat; median and min."""
+    import gc
+
+    from streams.app import tune_gc
+
+    batches = batches if batches is not None else make_batches(n, shape)
+    tune_gc()   # the worker's GC settings (streams.app): they change the cost of allocating per event
+    runs = []
+    for _ in range(repeats):
+        proc = make_processor(model_dir)
+        gc.collect()
+        out_scores = 0
+        t = time.process_time()
+        for b in batches:
+            out = proc.process(b)
+            out_scores += len(out.scores)
+        runs.append(time.process_time() - t)
+    n_tx = sum(int(proc.metrics.events.labels(o)._value.get()) for o in ("scored", "dead_lettered"))
+    us = sorted(r / n_tx * 1e6 for r in runs)
+    return {"shape": shape, "transactions": n_tx, "calls": len(batches), "repeats": repeats,
+            "median_us_per_tx": round(statistics.median(us), 3), "min_us_per_tx": round(us[0], 3),
+            "runs_us_per_tx": [round(u, 3) for u in us]}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.process_bench")
+    p.add_argument("--events", type=int, default=100_000)
+    p.add_argument("--single-events", type=int, default=None, help="transactions for the single shape (default --events)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--shape", choices=(*SHAPES, "both"), default="both")
+    p.add_argument("--profile", action="store_true", help="cProfile one repeat of each shape (stderr)")
+    a = p.parse_args(argv)
+    shapes = list(SHAPES) if a.shape == "both" else [a.shape]
+    res = {}
+    for s in shapes:
+        n = a.events if s == "envelope" else (a.single_events or a.events)
+        batches = make_batches(n, s)
+        if a.profile:
+            import cProfile
+            import pstats
+
+            from streams.app import tune_gc
+
+            tune_gc()
+            proc = make_processor()
+            pr = cProfile.Profile()
+            pr.enable()
+            for b in batches:
+                proc.process(b)
+            pr.disable()
+            sys.stderr.write(f"== {s}\n")
+            pstats.Stats(pr, stream=sys.stderr).sort_stats("tottime").print_stats(25)
+        res[s] = measure(s, n, a.repeats, batches=batches)
+    sys.stdout.write(json.dumps(res) + "\n")
+
+
+if __name__ == "__main__":
+    main()
