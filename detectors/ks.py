@@ -14,8 +14,14 @@ at all pooled points) plus repeats, with the same floating-point operations: ``D
 (default method; like scipy, when ``max(n, m) <= 10000`` D is snapped to the rational ``h / lcm(n, m)``
 it equals, removing the rounding of the subtraction).
 
-p-value: ``scipy.stats.kstwo.sf(D, round(n*m/(n+m)))``, exactly what ``ks_2samp(..., method='asymp')``
-returns for the two-sided test.
+p-value: ``scipy.stats.kstwo.sf(D, round(n*m/(n+m)))``, what ``ks_2samp(..., method='asymp')`` returns
+for the two-sided test, evaluated by :func:`kstwo_sf`: the same branches as scipy's ``kstwo`` (Simard &
+L'Ecuyer) but without its two slow ones, ``scipy.special.smirnov`` (an O(n) sum, ~1.5 ms at n = 2000) and
+the Durbin matrix's O(n) Python loop for ``n!/n^n`` (~0.7 ms); a window of 14 features paid up to 20 ms for
+its p-values. Here the Smirnov sum is the same Birnbaum-Tingey sum in long double (vectorised) and
+``n!/n^n`` comes from Stirling's series: relative difference to scipy <= 1e-12 (tested; the D of the
+p-value and the drift decision are unchanged). :func:`kstwo_isf` (critical D) solves ``kstwo_sf = alpha``
+with the same bracket and tolerance as scipy's ``kstwo.isf``.
 
 >>> import numpy as np
 >>> from scipy.stats import ks_2samp
@@ -34,7 +40,7 @@ import math
 
 import numpy as np
 
-__all__ = ["ReferenceCells", "ks_pvalue", "ks_critical"]
+__all__ = ["ReferenceCells", "ks_pvalue", "ks_critical", "kstwo_sf", "kstwo_isf"]
 
 
 class ReferenceCells:
@@ -94,6 +100,153 @@ class ReferenceCells:
         return d
 
 
+_LOG_2PI = math.log(2 * math.pi)
+_LN2 = math.log(2.0)
+_SCALE = 2.0 ** 128
+# B_2j / (2j (2j - 1)), j = 8..1: Stirling's series of log(n!) (as scipy's _ksstats)
+_STIRLING = (-2.955065359477124183e-2, 6.4102564102564102564e-3, -1.9175269175269175269e-3,
+             8.4175084175084175084e-4, -5.952380952380952381e-4, 7.9365079365079365079e-4,
+             -2.7777777777777777778e-3, 8.3333333333333333333e-2)
+
+
+def _log_nfact_div_npow(n: int) -> float:
+    """``log(n! / n**n)`` with ``n log n`` removed up front (no cancellation); error ~ n * 1e-16."""
+    rn = 1.0 / n
+    poly = 0.0
+    for c in _STIRLING:
+        poly = poly * (rn / n) + c
+    return math.log(n) / 2 - n + _LOG_2PI / 2 + rn * poly
+
+
+def _smirnov(n: int, x: float) -> float:
+    """One-sided ``P(D+_n >= x)`` (``scipy.special.smirnov``), Birnbaum-Tingey:
+    ``x sum_{j <= n(1-x)} C(n, j) (1 - x - j/n)^(n-j) (x + j/n)^(j-1)``; all terms are positive. In log
+    space, float64, with a compensated running sum of ``log C(n, j)``."""
+    jmax = int(math.floor(n * (1.0 - x)))
+    j = np.arange(jmax + 1, dtype=np.float64)
+    logc = np.zeros(jmax + 1)
+    if jmax:
+        steps = np.log((n - j[1:] + 1.0) / j[1:])
+        run = np.cumsum(steps)
+        # the running sum grows to ~n log 2, where a float64 ulp is ~1e-13: 2000 roundings cost ~1e-12 of
+        # relative error. Compensated: the rounding of each addition is exactly steps - diff(run).
+        lost = steps - np.diff(run, prepend=0.0)
+        logc[1:] = run + np.cumsum(lost)
+    b = x + j / n
+    with np.errstate(divide="ignore"):           # 1 - x - j/n == 0 at the last j: a zero term
+        terms = logc + (n - j) * np.log1p(-b) + (j - 1.0) * np.log(b)
+    top = terms.max()
+    return math.exp(math.log(x) + top + math.log(np.exp(terms - top).sum()))
+
+
+def _dmtw_cdf(n: int, d: float) -> float:
+    """``P(D_n <= d)`` by Durbin's matrix (Marsaglia-Tsang-Wang), as scipy's ``_kolmogn_DMTW`` but with
+    ``n!/n^n`` from :func:`_log_nfact_div_npow` instead of an n-step Python loop."""
+    nd = n * d
+    k = int(math.ceil(nd))
+    h = k - nd
+    m = 2 * k - 1
+    w = np.empty(m)                                # w[j] = 1/j!
+    v = np.empty(m)                                # v[j] = (1 - h^(j+1)) / (j+1)!
+    fac = 1.0
+    for j in range(1, m + 1):
+        w[j - 1] = fac
+        fac /= j
+        v[j - 1] = fac
+    v *= 1.0 - h ** np.arange(1, m + 1, dtype=np.float64)
+    v[-1] = (1.0 + max(2 * h - 1.0, 0.0) ** m - 2 * h ** m) * fac
+    r = np.arange(m)[:, None] - np.arange(m)[None, :] + 1    # H[r, c] = w[r - c + 1] on and below the superdiagonal
+    H = np.where(r >= 0, w[np.clip(r, 0, m - 1)], 0.0)
+    H[:, 0] = v
+    H[-1, :] = v[::-1]
+    P = None
+    nn, expnt, hexp = n, 0, 0                      # P = H^n * 2^expnt, scaled by 2^128 steps as scipy
+    while nn > 0:
+        if nn % 2:
+            P = H.copy() if P is None else P @ H
+            expnt += hexp
+        nn //= 2
+        if nn:
+            H = H @ H
+            hexp *= 2
+            if abs(H[k - 1, k - 1]) > _SCALE:
+                H /= _SCALE
+                hexp += 128
+    pk = float(P[k - 1, k - 1])
+    if pk <= 0:
+        return 0.0
+    return math.exp(math.log(pk) + expnt * _LN2 + _log_nfact_div_npow(n))
+
+
+def _clip01(p: float) -> float:
+    return min(max(float(p), 0.0), 1.0)
+
+
+def kstwo_sf(x: float, n: int) -> float:
+    """``scipy.stats.kstwo.sf(x, n)`` (integer ``n >= 1``), following scipy's branches; see the module docstring.
+
+    >>> from scipy.stats import kstwo
+    >>> all(abs(kstwo_sf(x, 1961) - kstwo.sf(x, 1961)) <= 1e-12 * kstwo.sf(x, 1961) for x in (0.003, 0.02, 0.04, 0.1))
+    True
+    """
+    from scipy.stats import kstwo
+
+    x = float(x)
+    n = int(n)
+    if x >= 1.0:
+        return 0.0
+    if x <= 0.0:
+        return 1.0
+    if n <= 140:                                   # small: scipy's own path is cheap
+        return _clip01(kstwo.sf(x, n))
+    t = n * x
+    if t <= 1.0:                                   # Ruben-Gambino
+        if t <= 0.5:
+            return 1.0
+        return _clip01(1.0 - math.exp(_log_nfact_div_npow(n) + n * math.log(2 * t - 1)))
+    if t >= n - 1:
+        return _clip01(2 * (1.0 - x) ** n)
+    if x >= 0.5:
+        return _clip01(2 * _smirnov(n, x))
+    nxsquared = t * x
+    if nxsquared >= 370.0:
+        return 0.0
+    if nxsquared >= 2.2:
+        return _clip01(2 * _smirnov(n, x))
+    if n <= 100000 and n * x ** 1.5 <= 1.4:
+        return _clip01(1.0 - _dmtw_cdf(n, x))
+    try:                                           # Pelz-Good: already ~30 µs in scipy
+        from scipy.stats._ksstats import _kolmogn_PelzGood
+    except ImportError:                            # private in scipy: fall back to the public function
+        return _clip01(kstwo.sf(x, n))
+    return _clip01(1.0 - float(_kolmogn_PelzGood(n, x, cdf=True)))
+
+
+def kstwo_isf(q: float, n: int) -> float:
+    """``scipy.stats.kstwo.isf(q, n)``: the ``x`` with ``kstwo_sf(x, n) == q`` (brentq, xtol 1e-14, in
+    scipy's bracket ``[1/n, kolmogi(q) / sqrt(n)]``); scipy's own function when the bracket fails."""
+    from scipy.optimize import brentq
+    from scipy.special import kolmogi, loggamma
+    from scipy.stats import kstwo
+
+    n = int(n)
+    p = 1.0 - q
+    if n <= 140 or not 0.0 < q < 1.0:
+        return float(kstwo.isf(q, n))
+    delta = math.exp((math.log(p) - float(loggamma(n + 1).real)) / n)
+    if delta <= 1.0 / n:
+        return (delta + 1.0 / n) / 2
+    x = -math.expm1(math.log(q / 2.0) / n)
+    if x >= 1 - 1.0 / n:
+        return x
+    x1 = min(float(kolmogi(q)) / math.sqrt(n), 1.0 - 1.0 / n)
+    lo = 1.0 / n
+    f_lo, f_hi = kstwo_sf(lo, n) - q, kstwo_sf(x1, n) - q
+    if not (f_lo >= 0.0 >= f_hi):
+        return float(kstwo.isf(q, n))
+    return float(brentq(lambda z: kstwo_sf(z, n) - q, lo, x1, xtol=1e-14))
+
+
 def ks_pvalue(d: float, n: int, m: int) -> float:
     """Two-sided asymptotic p-value as ``scipy.stats.ks_2samp(..., method='asymp')``; 1.0 if undefined.
 
@@ -102,15 +255,13 @@ def ks_pvalue(d: float, n: int, m: int) -> float:
     >>> ks_pvalue(0.0, 0, 100)
     1.0
     """
-    from scipy.stats import kstwo
-
     if n <= 0 or m <= 0:
         return 1.0
-    big, small = sorted([float(n), float(m)], reverse=True)
-    en = np.round(big * small / (big + small))
+    big, small = (float(n), float(m)) if n >= m else (float(m), float(n))
+    en = round(big * small / (big + small))       # round half to even, as np.round
     if en < 1:
         return 1.0
-    return float(np.clip(kstwo.sf(d, en), 0, 1))
+    return kstwo_sf(d, en)
 
 
 def ks_critical(n: int, m: int, alpha: float) -> float:
@@ -119,13 +270,11 @@ def ks_critical(n: int, m: int, alpha: float) -> float:
     >>> round(ks_critical(10000, 2000, 0.001), 4)
     0.0476
     """
-    from scipy.stats import kstwo
-
     if n <= 0 or m <= 0:
         return 1.0
-    big, small = sorted([float(n), float(m)], reverse=True)
-    en = np.round(big * small / (big + small))
+    big, small = (float(n), float(m)) if n >= m else (float(m), float(n))
+    en = round(big * small / (big + small))
     if en < 1:
         return 1.0
-    value = float(kstwo.isf(alpha, en))
+    value = kstwo_isf(alpha, en)
     return min(value, 1.0) if math.isfinite(value) else 1.0
