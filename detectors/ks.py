@@ -61,6 +61,7 @@ class ReferenceCells:
         g[1::2] = le
         g[-1] = self.m
         self.ref_cum = g
+        self._ref_frac = g / self.m if self.m else g.astype(np.float64)   # G_k / m, once per profile
 
     @property
     def n_cells(self) -> int:
@@ -89,8 +90,8 @@ class ReferenceCells:
         n = int(counts.sum())
         if n == 0 or self.m == 0:
             return 0.0
-        diffs = np.cumsum(counts) / n - self.ref_cum / self.m
-        d = float(max(diffs.max(), np.clip(-diffs.min(), 0, 1)))
+        diffs = np.cumsum(counts) / n - self._ref_frac
+        d = max(float(diffs.max()), min(max(-float(diffs.min()), 0.0), 1.0))
         # As ks_2samp's default mode: when its 'exact' method applies, D is snapped to the rational h / lcm(n, m)
         # it really is (removing the subtraction's rounding); otherwise the float difference is kept.
         g = math.gcd(n, self.m)
@@ -178,6 +179,55 @@ def _dmtw_cdf(n: int, d: float) -> float:
     return math.exp(math.log(pk) + expnt * _LN2 + _log_nfact_div_npow(n))
 
 
+_SQRT2PI = math.sqrt(2 * math.pi)
+_SQRT3 = math.sqrt(3.0)
+_PI2, _PI4, _PI6 = math.pi ** 2, math.pi ** 4, math.pi ** 6
+
+
+def _pelz_good_cdf(n: int, x: float) -> float:
+    """Pelz-Good approximation of ``P(D_n <= x)``: scipy's ``_kolmogn_PelzGood`` in scalar floats (it
+    builds small numpy arrays per term: ~30 µs there, ~5 µs here)."""
+    z = math.sqrt(n) * x
+    zsquared, zthree, zfour, zsix = z ** 2, z ** 3, z ** 4, z ** 6
+    qlog = -_PI2 / 8 / zsquared
+    if qlog < -708:
+        return 0.0
+    q = math.exp(qlog)
+    k1a, k1b = -zsquared, _PI2 / 4
+    k2a = 6 * zsix + 2 * zfour
+    k2b = (2 * zfour - 5 * zsquared) * _PI2 / 4
+    k2c = _PI4 * (1 - 2 * zsquared) / 16
+    k3d = _PI6 * (5 - 30 * zsquared) / 64
+    k3c = _PI4 * (-60 * zsquared + 212 * zfour) / 16
+    k3b = _PI2 * (135 * zfour - 96 * zsix) / 4
+    k3a = -30 * zsix - 90 * z ** 8
+    s0 = s1 = s2 = s3 = 0.0
+    maxk = int(math.ceil(16 * z / math.pi))
+    for k in range(maxk, 0, -1):                  # Horner in q over odd m = 2k - 1
+        m = 2 * k - 1
+        msquared, mfour, msix = m ** 2, m ** 4, m ** 6
+        qpower = q ** (8 * k)
+        s0 = s0 * qpower + 1.0
+        s1 = s1 * qpower + (k1a + k1b * msquared)
+        s2 = s2 * qpower + (k2a + k2b * msquared + k2c * mfour)
+        s3 = s3 * qpower + (k3a + k3b * msquared + k3c * mfour + k3d * msix)
+    f = q * _SQRT2PI
+    s0, s1, s2, s3 = s0 * f / z, s1 * f / (6 * zfour), s2 * f / (72 * z ** 7), s3 * f / (6480 * z ** 10)
+    q = math.exp(-_PI2 / 2 / zsquared)
+    sqrt3z = _SQRT3 * z
+    k2extra = k3extra = 0.0
+    for k in range(maxk, 0, -1):
+        ksquared = k * k
+        kspi = math.pi * k
+        qp = q ** ksquared
+        k2extra += ksquared * qp
+        k3extra += (sqrt3z + kspi) * (sqrt3z - kspi) * ksquared * qp
+    s2 += k2extra * (_PI2 * _SQRT2PI / (-36 * zthree))
+    s3 += k3extra * (_PI2 * _SQRT2PI / (216 * zsix))
+    rn = math.sqrt(n)
+    return s0 + s1 / rn + s2 / n + s3 / (n * rn)
+
+
 def _clip01(p: float) -> float:
     return min(max(float(p), 0.0), 1.0)
 
@@ -215,11 +265,7 @@ def kstwo_sf(x: float, n: int) -> float:
         return _clip01(2 * _smirnov(n, x))
     if n <= 100000 and n * x ** 1.5 <= 1.4:
         return _clip01(1.0 - _dmtw_cdf(n, x))
-    try:                                           # Pelz-Good: already ~30 µs in scipy
-        from scipy.stats._ksstats import _kolmogn_PelzGood
-    except ImportError:                            # private in scipy: fall back to the public function
-        return _clip01(kstwo.sf(x, n))
-    return _clip01(1.0 - float(_kolmogn_PelzGood(n, x, cdf=True)))
+    return _clip01(1.0 - _pelz_good_cdf(n, x))
 
 
 def kstwo_isf(q: float, n: int) -> float:
