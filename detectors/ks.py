@@ -20,8 +20,8 @@ L'Ecuyer) but without its two slow ones, ``scipy.special.smirnov`` (an O(n) sum,
 the Durbin matrix's O(n) Python loop for ``n!/n^n`` (~0.7 ms); a window of 14 features paid up to 20 ms for
 its p-values. Here the Smirnov sum is the same Birnbaum-Tingey sum in long double (vectorised) and
 ``n!/n^n`` comes from Stirling's series: relative difference to scipy <= 1e-12 (tested; the D of the
-p-value and the drift decision are unchanged). :func:`kstwo_isf` (critical D) solves ``kstwo_sf = alpha``
-with the same bracket and tolerance as scipy's ``kstwo.isf``.
+p-value and the drift decision are unchanged). :func:`kstwo_isf` (critical D) is scipy's ``kstwo.isf``
+(the same root of the same CDF branches, same bracket and tolerance) without its overheads.
 
 >>> import numpy as np
 >>> from scipy.stats import ks_2samp
@@ -268,11 +268,34 @@ def kstwo_sf(x: float, n: int) -> float:
     return _clip01(1.0 - _pelz_good_cdf(n, x))
 
 
+def _kolmogn_cdf(n: int, x: float) -> float:
+    """``P(D_n <= x)`` with scipy's ``_kolmogn(n, x, cdf=True)`` branches for ``n > 140`` (the CDF uses
+    Pelz-Good up to ``n x^2 < 18``, where the SF uses Smirnov from 2.2)."""
+    if x >= 1.0:
+        return 1.0
+    if x <= 0.0:
+        return 0.0
+    t = n * x
+    if t <= 1.0:
+        return 0.0 if t <= 0.5 else _clip01(math.exp(_log_nfact_div_npow(n) + n * math.log(2 * t - 1)))
+    if t >= n - 1:
+        return _clip01(1.0 - 2 * (1.0 - x) ** n)
+    if x >= 0.5:
+        return _clip01(1.0 - 2 * _smirnov(n, x))
+    if t * x >= 18.0:
+        return 1.0
+    if n <= 100000 and n * x ** 1.5 <= 1.4:
+        return _clip01(_dmtw_cdf(n, x))
+    return _clip01(_pelz_good_cdf(n, x))
+
+
 def kstwo_isf(q: float, n: int) -> float:
-    """``scipy.stats.kstwo.isf(q, n)``: the ``x`` with ``kstwo_sf(x, n) == q`` (brentq, xtol 1e-14, in
-    scipy's bracket ``[1/n, kolmogi(q) / sqrt(n)]``); scipy's own function when the bracket fails."""
+    """``scipy.stats.kstwo.isf(q, n)``: as scipy, the root of ``CDF(x) = 1 - q`` (brentq, xtol 1e-14, bracket
+    ``[1/n, K^-1(1 - q) / sqrt(n)]``) on :func:`_kolmogn_cdf`; scipy's own function for ``n <= 140`` or
+    when the bracket fails. Kept as scipy's (so the thresholds do not move), although solving via the CDF
+    makes ``kstwo.sf`` at the result differ from ``q`` by up to ~1e-5 relative at ``q = 1e-5``."""
     from scipy.optimize import brentq
-    from scipy.special import kolmogi, loggamma
+    from scipy.special import loggamma
     from scipy.stats import kstwo
 
     n = int(n)
@@ -285,12 +308,17 @@ def kstwo_isf(q: float, n: int) -> float:
     x = -math.expm1(math.log(q / 2.0) / n)
     if x >= 1 - 1.0 / n:
         return x
-    x1 = min(float(kolmogi(q)) / math.sqrt(n), 1.0 - 1.0 / n)
+    try:
+        from scipy.special._ufuncs import _kolmogci   # the bracket scipy uses (private)
+        x1 = float(_kolmogci(p))
+    except ImportError:
+        from scipy.special import kolmogi
+        x1 = float(kolmogi(q))
+    x1 = min(x1 / math.sqrt(n), 1.0 - 1.0 / n)
     lo = 1.0 / n
-    f_lo, f_hi = kstwo_sf(lo, n) - q, kstwo_sf(x1, n) - q
-    if not (f_lo >= 0.0 >= f_hi):
+    if not (_kolmogn_cdf(n, lo) - p <= 0.0 <= _kolmogn_cdf(n, x1) - p):
         return float(kstwo.isf(q, n))
-    return float(brentq(lambda z: kstwo_sf(z, n) - q, lo, x1, xtol=1e-14))
+    return float(brentq(lambda z: _kolmogn_cdf(n, z) - p, lo, x1, xtol=1e-14))
 
 
 def ks_pvalue(d: float, n: int, m: int) -> float:
