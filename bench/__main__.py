@@ -108,6 +108,7 @@ def run(quick: bool, out_path: Path) -> dict[str, Any]:
         "drift_update_ns_per_event_feature": results["drift"]["update_ns_per_event_feature"],
         "drift_close_window_ms": results["drift"]["close_window_ms"],
         "evidently_cost_ratio": results["drift"]["evidently"].get("cost_ratio"),
+        "evidently_report_cost_ratio": results["drift"]["evidently"].get("report_cost_ratio"),
         "latency_p50_ms": results["latency"]["p50_ms"],
         "latency_p99_ms": results["latency"]["p99_ms"],
         "scaleout_2_workers": results["scaleout"]["speedup"],
