@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, Iterable, Protocol
 
 import numpy as np
@@ -21,7 +22,7 @@ from streams.decode import decode_messages, dlq_record
 from streams.metrics import observe_many
 from streams.windows import Aggregator, PartitionWindows, window_messages
 
-__all__ = ["BufferedSketch", "Message", "Outcome", "RecentMap", "StreamProcessor"]
+__all__ = ["BufferedSketch", "Message", "Outcome", "RecentMap", "StreamProcessor", "encode_scores"]
 
 _log = logging.getLogger("breeboost.pipeline")
 Record = tuple[bytes | None, bytes]
@@ -212,36 +213,33 @@ class StreamProcessor:
                        acc_item: list, keys: list, part_l: list[int], off_l: list[int], ts_l: list,
                        now: float, out: Outcome) -> None:
         """One score message per transaction message, one array of scores per envelope; remember the
-        scores for the label join. Built with comprehensions over plain lists (no per-event numpy scalars)."""
+        scores for the label join. No per-event dict: see :func:`encode_scores`."""
         n = prob.size
         id_col = columns.get(self.spec.id) if self.spec.id else None
-        tids = [None] * n if id_col is None else [t if t is None or type(t) is str else str(t) for t in id_col.tolist()]
+        if id_col is None:
+            tids = [None] * n
+        else:
+            tids = id_col.tolist()
+            if set(map(type, tids)) != _STR:
+                tids = [t if t is None or type(t) is str else str(t) for t in tids]
         prob_l, label_l, origin_l = prob.tolist(), label.tolist(), acc_origin.tolist()
         lat_l = [round((now - t) * 1000.0, 3) if t else None for t in ts_l]
-        version, threshold = self.scorer.version, float(self.scorer.threshold)
-        docs = [{"transaction_id": t, "fraud_probability": p, "fraud_label": y, "threshold": threshold,
-                 "model_version": version, "latency_ms": lat_l[o], "partition": part_l[o], "offset": off_l[o],
-                 "item": it, "scored_at": now}
-                for t, p, y, o, it in zip(tids, prob_l, label_l, origin_l, acc_item)]
-        dumps = orjson.dumps
         if acc_item.count(None) == n:        # one transaction per message: one score message each
-            out.scores += zip([keys[o] for o in origin_l], map(dumps, docs))
-            out.score_partitions += [part_l[o] for o in origin_l]
+            firsts, msg_origin = None, origin_l
         else:
             # a batch envelope in, one envelope of scores out (the producer's cost is per message)
-            start = 0
-            for j in range(1, n + 1):
-                if j == n or origin_l[j] != origin_l[start]:
-                    o = origin_l[start]
-                    out.scores.append((keys[o], dumps(docs[start]) if acc_item[start] is None else dumps(docs[start:j])))
-                    out.score_partitions.append(part_l[o])
-                    start = j
+            firsts = np.flatnonzero(np.diff(acc_origin, prepend=-1)).tolist()
+            msg_origin = [origin_l[j] for j in firsts]
+        messages = encode_scores(tids, prob_l, label_l, origin_l, acc_item, lat_l, part_l, off_l,
+                                 float(self.scorer.threshold), self.scorer.version, now, firsts)
+        out.scores += zip(map(keys.__getitem__, msg_origin), messages)
+        out.score_partitions += map(part_l.__getitem__, msg_origin)
         recent = self._recent
         if None in tids:
             keep = [j for j, t in enumerate(tids) if t is not None]
             tids = [tids[j] for j in keep]
             prob_l, label_l, origin_l = [prob_l[j] for j in keep], [label_l[j] for j in keep], [origin_l[j] for j in keep]
-        recent.update(zip(tids, zip(prob_l, label_l, [part_l[o] for o in origin_l])))
+        recent.update(zip(tids, zip(prob_l, label_l, map(part_l.__getitem__, origin_l))))
 
     # -- windows ---------------------------------------------------------------------------------
     def _window_all(self, scored: Any, prob: np.ndarray | None, acc_origin: np.ndarray, rejected: list,
@@ -515,6 +513,65 @@ def balance_mismatch(features: Any) -> np.ndarray | None:
         return None
     return (np.abs(num["errorBalanceOrig"]) > 0.01) & (num["oldbalanceOrg"] > 0)
 
+
+_STR = {str}
+
+
+def _dumped(values: list) -> list[bytes]:
+    """``[orjson.dumps(v) for v in values]``, in one call when no encoded value holds a comma (numbers,
+    null, most ids): orjson writes a list's items exactly as it writes each alone."""
+    whole = orjson.dumps(values)
+    parts = whole[1:-1].split(b",")
+    return parts if len(parts) == len(values) else list(map(orjson.dumps, values))
+
+
+def encode_scores(tids: list, prob: list, label: list, origin: list[int], item: list, lat_ms: list,
+                  part: list[int], off: list[int], threshold: float, version: str, now: float,
+                  firsts: list[int] | None = None) -> list[bytes]:
+    """The score messages of a batch: for each run of rows from one message (``origin[j]`` is row
+    ``j``'s message index), the score object of a single-transaction message (``item`` None), or the
+    array of score objects of an envelope. Each object is exactly ``orjson.dumps`` of
+    ``{"transaction_id", "fraud_probability", "fraud_label", "threshold", "model_version", "latency_ms",
+    "partition", "offset", "item", "scored_at"}`` (tests/test_pipeline_fastpath.py checks byte equality),
+    but built from each column encoded once and joined in C, not from a dict per event (~1 us an event).
+    ``lat_ms``, ``part``, ``off`` are per message; ``firsts``, if given, the first row of each run.
+
+    >>> encode_scores(["t1", "t2", "t3"], [0.25, 0.5, 1.0], [0, 1, 1], [0, 1, 1], [None, 0, 2], [1.5, None],
+    ...               [3, 3], [41, 42], 0.5, "v1", 7.0)[1]
+    b'[{"transaction_id":"t2","fraud_probability":0.5,"fraud_label":1,"threshold":0.5,"model_version":"v1","latency_ms":null,"partition":3,"offset":42,"item":0,"scored_at":7.0},{"transaction_id":"t3","fraud_probability":1.0,"fraud_label":1,"threshold":0.5,"model_version":"v1","latency_ms":null,"partition":3,"offset":42,"item":2,"scored_at":7.0}]'
+    """
+    n = len(prob)
+    if not n:
+        return []
+    dumps = orjson.dumps
+    start, prob_key = b'{"transaction_id":', b',"fraud_probability":'
+    mid = b',"threshold":' + dumps(threshold) + b',"model_version":' + dumps(version) + b',"latency_ms":'
+    by_label = (b',"fraud_label":0' + mid, b',"fraud_label":1' + mid)
+    per_msg = list(map(b"".join, zip(_dumped(lat_ms), repeat(b',"partition":'), _dumped(part),
+                                     repeat(b',"offset":'), _dumped(off), repeat(b',"item":'))))
+    end = b',"scored_at":' + dumps(now) + b"}"
+    if item.count(None) == n:   # single-transaction messages: one object each
+        return list(map(b"".join, zip(repeat(start), _dumped(tids), repeat(prob_key), _dumped(prob),
+                                      map(by_label.__getitem__, label), map(per_msg.__getitem__, origin),
+                                      repeat(b"null"), repeat(end))))
+    # envelopes: the pieces of every row interleaved in one list (slice assignments, C), one join a message
+    rows = [end + b"," + start] * (7 * n)
+    rows[0::7] = _dumped(tids)
+    rows[1::7] = [prob_key] * n
+    rows[2::7] = _dumped(prob)
+    rows[3::7] = map(by_label.__getitem__, label)
+    rows[4::7] = map(per_msg.__getitem__, origin)
+    rows[5::7] = _dumped(item)
+    close = end + b"]"
+    if firsts is None:
+        firsts = [0] + [j for j in range(1, n) if origin[j] != origin[j - 1]]
+    out = []
+    for a, b in zip(firsts, firsts[1:] + [n]):
+        if item[a] is None:
+            out.append(start + b"".join(rows[7 * a:7 * b - 1]) + end)
+        else:
+            out.append(b"[" + start + b"".join(rows[7 * a:7 * b - 1]) + close)
+    return out
 
 def _concept(label_counts: list[dict]) -> dict:
     tot = {"n": 0, "tp": 0, "fp": 0, "fn": 0, "tn": 0, "brier": 0.0, "abs_error": 0.0}
