@@ -602,3 +602,29 @@ def test_validate_records_matches_the_reference(records):
 def test_decode_matches_the_reference(values):
     got, want = decode_messages(values, MAX_BYTES), ref_decode_messages(values, MAX_BYTES)
     assert (got.records, got.origins, got.items, got.rejects) == (want.records, want.origins, want.items, want.rejects)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_validate_records_fast_extraction_matches_the_reference_across_chunks(seed):
+    """Thousands of JSON objects (the C-level extraction), a few spoiled in chunks of their own or not."""
+    from models.spec import load_spec
+
+    spec = load_spec()
+    rng = np.random.default_rng(seed)
+    recs = _clean(3000, seed=seed)
+    fields = [*spec.required_fields, "transaction_id", "event_time"]
+    for i in rng.choice(len(recs), 25, replace=False).tolist():
+        name = fields[int(rng.integers(len(fields)))]
+        how = int(rng.integers(4))
+        if how == 0:
+            del recs[i][name]
+        else:
+            recs[i][name] = [None, "7", float("nan")][how - 1]
+    recs[2999]["type"] = "PAYMENT_"   # an unknown category only in the last chunk
+    for records in (recs, recs[:1024], recs[1500:1600], [{}], []):
+        got, want = validate_records(records, spec), ref_validate_records(records, spec)
+        assert got.rejects == want.rejects and got.accepted.tolist() == want.accepted.tolist()
+        assert got.columns.keys() == want.columns.keys()
+        for k in want.columns:
+            assert got.columns[k].dtype == want.columns[k].dtype
+            np.testing.assert_array_equal(got.columns[k], want.columns[k])
