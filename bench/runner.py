@@ -9,7 +9,7 @@ Modes:
 
 Each prints one JSON line: the events counted after the first batch and the seconds from the end of the
 first batch to the last (so group-join time and start-up are excluded), and their ratio. The pipeline
-run also waits for its producer to flush, so its last score is on the broker when the clock stops.
+run also waits until every output is delivered, so its last score is on the broker when the clock stops.
 """
 from __future__ import annotations
 
@@ -169,8 +169,8 @@ def _pipeline(settings: Settings, target: int, model_dir: str, overrides: dict[s
             return out
 
     async def _finish() -> None:
-        for _ in range(20):            # let the agent hand this batch's outputs to the producer
-            await asyncio.sleep(0)
+        await asyncio.sleep(0)         # let the agent submit this batch's outcome
+        await holder["app"].score_shipper.wait_idle()   # every output delivered (and its input acked)
         await holder["app"].producer.flush()
         clock.t_last, clock.cpu_last = time.perf_counter(), time.process_time()
         _emit(clock.result(mode="pipeline", rss_kb=_rss_kb(), samples=clock.samples,

@@ -10,6 +10,7 @@ Timers close windows when traffic stops (Faust's own window close only fires on 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from typing import Any
@@ -18,7 +19,7 @@ from breeboost.logs import log
 from breeboost.settings import Settings
 from streams.faust_config import faust_app_kwargs
 
-__all__ = ["create_app", "Publisher", "ROLES", "tune_gc"]
+__all__ = ["create_app", "Publisher", "ROLES", "Shipper", "tune_gc"]
 
 ROLES = ("scoring", "incident", "all")
 _log = logging.getLogger("breeboost.worker")
@@ -29,11 +30,9 @@ def _raw_topic(app: Any, name: str) -> Any:
                      partitions=None)
 
 
-async def _publish(topic: Any, records: list[tuple[bytes | None, bytes]]) -> None:
-    """Hand records to the producer; Faust flushes the producer before committing offsets, so a batch's
-    outputs are on the broker before its input offsets are committed (at-least-once)."""
-    for key, value in records:
-        await topic.send(key=key, value=value)
+async def _publish(topic: Any, records: list[tuple[bytes | None, bytes]]) -> list[asyncio.Future]:
+    """Hand records to the producer through Faust; returns their delivery futures."""
+    return [await topic.send(key=key, value=value) for key, value in records]
 
 
 class Publisher:
@@ -42,10 +41,10 @@ class Publisher:
     Why: ``topic.send()`` costs ~40 µs a record in Faust (a FutureMessage, sensors, callbacks, then the
     pure-Python murmur2 partitioner), more than decoding, validating and scoring the event; the aiokafka
     ``send`` ~5 µs, and whole record batches (``create_batch``/``send_batch``) ~1 µs. Each record goes to
-    the partition its input came from: outputs are co-partitioned with ``transactions``, which is the partition key hashing gives when the
-    input was produced with Kafka's default partitioner. If an output topic has another partition count,
-    the producer hashes the key as before. It is the producer Faust flushes before committing input
-    offsets, so at-least-once is unchanged.
+    the partition its input came from: outputs are co-partitioned with ``transactions``, which is the
+    partition key hashing gives when the input was produced with Kafka's default partitioner. If an output
+    topic has another partition count, the producer hashes the key as before. :meth:`publish` returns the
+    delivery futures, which :class:`Shipper` waits for before acking the inputs.
     """
 
     def __init__(self, app: Any, input_topic: str) -> None:
@@ -53,13 +52,13 @@ class Publisher:
         self.input_topic = input_topic
         self._same: dict[str, bool] = {}   # output topic -> same partition count as the input
 
-    async def publish(self, topic: Any, records: list[tuple[bytes | None, bytes]], partitions: list[int]) -> None:
+    async def publish(self, topic: Any, records: list[tuple[bytes | None, bytes]],
+                      partitions: list[int]) -> list[asyncio.Future]:
         if not records:
-            return
+            return []
         producer = getattr(self.app.producer, "_producer", None)   # aiokafka's, once Faust started it
         if producer is None or len(partitions) != len(records):
-            await _publish(topic, records)
-            return
+            return await _publish(topic, records)
         name = topic.get_topic_name()
         same = self._same.get(name)
         if same is None:
@@ -67,21 +66,133 @@ class Publisher:
             n_in = await producer.partitions_for(self.input_topic)
             same = self._same[name] = bool(n_out) and n_out == n_in
         if not same:
-            for key, value in records:
-                await producer.send(name, value, key=key)
-            return
+            return [await producer.send(name, value, key=key) for key, value in records]
         by_partition: dict[int, list[tuple[bytes | None, bytes]]] = {}
         for record, p in zip(records, partitions):
             by_partition.setdefault(p, []).append(record)
+        futures = []
         for p, recs in by_partition.items():
             # whole record batches: ~1 µs a record against ~5 µs for producer.send()
             batch = producer.create_batch()
             for key, value in recs:
                 if batch.append(key=key, value=value, timestamp=None) is None:   # full: ship it
-                    await producer.send_batch(batch, name, partition=p)
+                    futures.append(await self._send(producer, batch, name, p))
                     batch = producer.create_batch()
                     batch.append(key=key, value=value, timestamp=None)   # an empty batch takes any record
-            await producer.send_batch(batch, name, partition=p)
+            futures.append(await self._send(producer, batch, name, p))
+        return futures
+
+    @staticmethod
+    async def _send(producer: Any, batch: Any, topic: str, partition: int) -> asyncio.Future:
+        # Closed: complete, so the sender takes it at once instead of lingering ``producer_linger`` for
+        # records that will never come. Waits while the partition's previous batch is not yet sent.
+        batch.close()
+        return await producer.send_batch(batch, topic, partition=partition)
+
+
+class Shipper:
+    """Publishes the score agent's outputs in the background, in order, and acks the input events only
+    once every output of their micro-batch is delivered (at-least-once, by delivery rather than by
+    Faust's flush-before-commit).
+
+    Why a task: aiokafka takes a partition's next record batch only after the previous one was sent, so
+    an agent that publishes inline waits for the broker between micro-batches; here the agent scores
+    micro-batch k+1 while k is sent. Order: one task hands the outcomes over in submission order (per
+    partition, the producer keeps that order), and acks are made in submission order too, so a commit
+    never passes an input whose outputs are not on the broker. ``max_pending`` outcomes may wait
+    (back-pressure on the agent). A failed delivery or hand-over stops acking and crashes the worker
+    (``on_error``): restarted, it reads again from the last commit.
+    """
+
+    def __init__(self, publisher: Publisher, scores_topic: Any, dlq_topic: Any, partials_topic: Any,
+                 on_error: Any, max_pending: int = 2) -> None:
+        self.publisher = publisher
+        self.scores_topic, self.dlq_topic, self.partials_topic = scores_topic, dlq_topic, partials_topic
+        self.on_error = on_error
+        self.max_pending = max_pending
+        self.error: BaseException | None = None
+        self._queue: asyncio.Queue | None = None
+        self._inflight: collections.deque[tuple[asyncio.Future, Any]] = collections.deque()
+        self._unfinished = 0                     # submitted, not yet acked
+        self._idle: asyncio.Event | None = None
+
+    def _ensure(self) -> asyncio.Queue:
+        if self._queue is None:   # made in the running loop (Faust's), not at import
+            self._queue = asyncio.Queue(self.max_pending)
+            self._idle = asyncio.Event()
+            self._idle.set()
+        return self._queue
+
+    async def submit(self, outcome: Any, events: Any = ()) -> None:
+        """Queue ``outcome`` (a :class:`streams.pipeline.Outcome`) and the events to ack once it is
+        delivered; waits while ``max_pending`` outcomes are queued."""
+        if self.error is not None:
+            raise self.error
+        if not events and not (outcome.scores or outcome.dead_letters or outcome.partials):
+            return
+        queue = self._ensure()
+        self._unfinished += 1
+        self._idle.clear()
+        await queue.put((outcome, events))
+
+    async def submit_partials(self, partials: list[tuple[bytes | None, bytes]]) -> None:
+        from streams.pipeline import Outcome
+
+        if partials:
+            await self.submit(Outcome(partials=partials))
+
+    async def wait_idle(self) -> None:
+        """Until everything submitted is delivered and acked (or shipping failed)."""
+        self._ensure()
+        await self._idle.wait()
+        if self.error is not None:
+            raise self.error
+
+    async def run(self) -> None:
+        """The shipping loop (an app task)."""
+        queue = self._ensure()
+        loop = asyncio.get_running_loop()
+        while self.error is None:
+            outcome, events = await queue.get()
+            try:
+                futures = await self.publisher.publish(self.scores_topic, outcome.scores, outcome.score_partitions)
+                futures += await self.publisher.publish(self.dlq_topic, outcome.dead_letters,
+                                                        outcome.dead_letter_partitions)
+                futures += await _publish(self.partials_topic, outcome.partials)
+            except Exception as exc:
+                self.fail(exc)
+                return
+            if futures:
+                delivered = asyncio.gather(*futures)
+            else:
+                delivered = loop.create_future()
+                delivered.set_result(None)
+            self._inflight.append((delivered, events))
+            delivered.add_done_callback(self._on_delivered)
+
+    def _on_delivered(self, _done: asyncio.Future) -> None:
+        inflight = self._inflight
+        while inflight and inflight[0][0].done() and self.error is None:
+            delivered, events = inflight.popleft()
+            exc = asyncio.CancelledError() if delivered.cancelled() else delivered.exception()
+            if exc is not None:
+                self.fail(exc)
+                return
+            for event in events:
+                event.ack()          # Faust commits an offset once it and every offset before it are acked
+            self._unfinished -= 1
+        if not self._unfinished and self._idle is not None:
+            self._idle.set()
+
+    def fail(self, exc: BaseException) -> None:
+        """Stop acking for good and crash the worker (``on_error``): nothing after ``exc`` is committed."""
+        if self.error is None:
+            self.error = exc
+            log(_log, "publishing failed: stopping without acking the unpublished events", level=logging.ERROR,
+                error=repr(exc))
+            if self._idle is not None:
+                self._idle.set()
+            self.on_error(exc)
 
 
 def tune_gc() -> None:
@@ -117,18 +228,30 @@ def create_app(settings: Settings, role: str, scoring: Any = None, incident_serv
         stats_topic = _raw_topic(app, settings.topic_drift_stats)
         labels_topic = _raw_topic(app, settings.topic_labels)
 
-        publisher = Publisher(app, settings.topic_transactions)
+        def crash(exc: BaseException) -> None:
+            asyncio.ensure_future(app.crash(exc))
 
-        async def ship(outcome: Any) -> None:
-            await publisher.publish(scores_topic, outcome.scores, outcome.score_partitions)
-            await publisher.publish(dlq_topic, outcome.dead_letters, outcome.dead_letter_partitions)
-            await _publish(partials_topic, outcome.partials)
+        shipper = Shipper(Publisher(app, settings.topic_transactions), scores_topic, dlq_topic, partials_topic,
+                          on_error=crash)
+        app.score_shipper = shipper   # the benchmark waits on it (wait_idle) before stopping its clock
+
+        @app.task
+        async def ship_outputs() -> None:
+            await shipper.run()
 
         @app.agent(tx_topic, name="score")
         async def score(stream: Any) -> None:
-            async for events in stream.take_events(settings.batch_size, within=settings.batch_wait_s):
-                outcome = scoring.process([e.message for e in events])
-                await ship(outcome)
+            # noack_take: Faust's take_events acks a micro-batch when the loop body returns, and also when
+            # the body raises (its generator's finally); here the Shipper acks each event once its outputs
+            # are delivered, and an error crashes the worker instead of acking what was not published.
+            try:
+                async for events in stream.noack_take(settings.batch_size, within=settings.batch_wait_s):
+                    await shipper.submit(scoring.process([e.message for e in events]), events)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                shipper.fail(exc)   # no ack after this one: a restarted worker reads this batch again
+                raise
 
         @app.agent(partials_topic, name="aggregate")
         async def aggregate(stream: Any) -> None:
@@ -167,7 +290,7 @@ def create_app(settings: Settings, role: str, scoring: Any = None, incident_serv
 
         @app.timer(0.5)
         async def close_idle_windows() -> None:
-            await ship(scoring.tick(time.time(), caught_up, assigned(), has_backlog))
+            await shipper.submit(scoring.tick(time.time(), caught_up, assigned(), has_backlog))
             await _publish(stats_topic, scoring.aggregate_tick(time.time()))
 
         if model_watcher is not None:
@@ -176,7 +299,7 @@ def create_app(settings: Settings, role: str, scoring: Any = None, incident_serv
                 # runs between two micro-batches (one event loop): no batch sees two models
                 new = model_watcher.poll()
                 if new is not None:
-                    await _publish(partials_topic, scoring.reload(new))
+                    await shipper.submit_partials(scoring.reload(new))
 
     if role in ("incident", "all"):
         stats_in = _raw_topic(app, settings.topic_drift_stats)
