@@ -161,13 +161,14 @@ def _categorical_field(values: Any, known: tuple[str, ...] | None, reject_unknow
             values = list(values)
         code = None
         if set(map(type, values)) <= _STR:
-            present = set(values)
-            if values and known is not None and present <= set(known):
+            if values and known is not None:
                 # the usual batch: a handful of known categories; index them instead of converting each
                 # string, the same array (values and dtype) as np.array(values, dtype=str)
-                index = {c: i for i, c in enumerate(known)}
-                table = np.array(known, dtype=f"<U{max(1, *map(len, present))}")
-                return table[np.array(list(map(index.__getitem__, values)), dtype=np.intp)], None
+                idx = list(map({c: i for i, c in enumerate(known)}.get, values))
+                if None not in idx:
+                    codes = np.array(idx, dtype=np.intp)
+                    used = np.flatnonzero(np.bincount(codes, minlength=len(known))).tolist()
+                    return np.array(known, dtype=f"<U{max(1, *(len(known[i]) for i in used))}")[codes], None
             arr = np.array(values, dtype=str) if values else np.empty(0, dtype="<U1")
         else:
             n = len(values)
@@ -272,14 +273,20 @@ def _extract(records: Sequence[Any], names: Sequence[str]) -> dict[str, list]:
     return out
 
 
-def validate_records(records: Sequence[Any], spec: FeatureSpec) -> Validated:
-    """Validate decoded records (normally dicts) against ``spec``; see the module docstring."""
+def validate_records(records: Sequence[Any], spec: FeatureSpec, pulled: Mapping[str, list] | None = None
+                     ) -> Validated:
+    """Validate decoded records (normally dicts) against ``spec``; see the module docstring. ``pulled``:
+    fields the caller already pulled out of the records (``{name: [r.get(name) for r in records]}``,
+    e.g. the id column de-duplication read), used as they are when every record is a dict."""
     n = len(records)
     first = None
     recs: Sequence[Any] = records
     types = set(map(type, records))
     if types <= _DICT:   # JSON objects, as decoded: every field pulled out in C
-        cols = _extract(records, (*spec.required_fields, *(c for c in (spec.id, spec.event_time) if c is not None)))
+        names = (*spec.required_fields, *(c for c in (spec.id, spec.event_time) if c is not None))
+        pulled = pulled or {}
+        cols = _extract(records, [c for c in names if c not in pulled])
+        cols.update((c, pulled[c]) for c in names if c in pulled)
         get = cols.__getitem__
     else:
         is_obj = [type(r) is dict or isinstance(r, dict) for r in records]

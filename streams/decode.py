@@ -20,6 +20,8 @@ import orjson
 
 __all__ = ["DecodedBatch", "Rejected", "decode_messages", "dlq_record", "REASONS"]
 
+_DICT = {dict}
+
 #: Every dead-letter reason code, with what it means (documented in docs/streams.md).
 REASONS = {
     "oversized": "message larger than max_message_bytes",
@@ -54,20 +56,32 @@ class DecodedBatch:
 
 def decode_messages(values: list[bytes | None], max_bytes: int) -> DecodedBatch:
     out = DecodedBatch()
-    records, origins, items, rejects = out.records, out.origins, out.items, out.rejects
     loads = orjson.loads
+    docs: list | None = None
+    try:   # the usual batch, every message parsed by one C-level map; any odd message: one by one below
+        if max(map(len, values), default=0) <= max_bytes:
+            docs = list(map(loads, values))
+    except (TypeError, ValueError):   # a null value; invalid JSON (orjson.JSONDecodeError is a ValueError)
+        docs = None
+    if docs is not None and set(map(type, docs)) == _DICT:   # one transaction a message
+        out.records, out.origins, out.items = docs, list(range(len(docs))), [None] * len(docs)
+        return out
+    records, origins, items, rejects = out.records, out.origins, out.items, out.rejects
     for i, raw in enumerate(values):
-        if raw is None:
-            rejects.append(Rejected(i, None, "invalid_json", "empty message (null value)"))
-            continue
-        if len(raw) > max_bytes:
-            rejects.append(Rejected(i, None, "oversized", f"{len(raw)} bytes > max_message_bytes={max_bytes}"))
-            continue
-        try:
-            doc = loads(raw)
-        except orjson.JSONDecodeError as e:
-            rejects.append(Rejected(i, None, "invalid_json", str(e)[:200]))
-            continue
+        if docs is not None:
+            doc = docs[i]
+        else:
+            if raw is None:
+                rejects.append(Rejected(i, None, "invalid_json", "empty message (null value)"))
+                continue
+            if len(raw) > max_bytes:
+                rejects.append(Rejected(i, None, "oversized", f"{len(raw)} bytes > max_message_bytes={max_bytes}"))
+                continue
+            try:
+                doc = loads(raw)
+            except orjson.JSONDecodeError as e:
+                rejects.append(Rejected(i, None, "invalid_json", str(e)[:200]))
+                continue
         if type(doc) is dict:
             records.append(doc)
             origins.append(i)
@@ -75,7 +89,7 @@ def decode_messages(values: list[bytes | None], max_bytes: int) -> DecodedBatch:
         elif type(doc) is list:
             if not doc:
                 rejects.append(Rejected(i, None, "empty_envelope", "empty JSON array"))
-            elif set(map(type, doc)) == {dict}:   # the usual envelope: whole columns at once
+            elif set(map(type, doc)) == _DICT:   # the usual envelope: whole columns at once
                 records += doc
                 origins += [i] * len(doc)
                 items += range(len(doc))

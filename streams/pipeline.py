@@ -11,6 +11,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from itertools import repeat
+from operator import attrgetter, itemgetter
 from typing import Any, Iterable, Protocol
 
 import numpy as np
@@ -126,18 +127,15 @@ class StreamProcessor:
         now = time.time() if now is None else now
         out = Outcome()
         # columns of the batch's messages, read once (Faust's Message attributes are not free)
-        keys = [m.key for m in messages]
-        part_l = [m.partition for m in messages]
-        off_l = [m.offset for m in messages]
-        ts_l = [m.timestamp for m in messages]
-        decoded = decode_messages([m.value for m in messages], self.settings.max_message_bytes)
+        keys, part_l, off_l, ts_l, values = [list(map(g, messages)) for g in _MSG_ATTRS]
+        decoded = decode_messages(values, self.settings.max_message_bytes)
         # (message index, item, reason, detail, transaction id, record or None, field)
         rejected: list[tuple[int, int | None, str, str, str | None, Any, str | None]] = [
             (r.message, r.item, r.reason, r.detail, None, None, None) for r in decoded.rejects]
-        records, origins, items = self._dedup(decoded.records, decoded.origins, decoded.items, part_l, off_l,
-                                              rejected)
+        records, origins, items, ids = self._dedup(decoded.records, decoded.origins, decoded.items, part_l,
+                                                   off_l, rejected)
 
-        validated = validate_records(records, self.spec)
+        validated = validate_records(records, self.spec, {"transaction_id": ids})
         for rej in validated.rejects:
             rec = records[rej.position]
             tid = rec.get("transaction_id") if isinstance(rec, dict) else None
@@ -152,9 +150,13 @@ class StreamProcessor:
             scored = self.scorer.score_columns(validated.columns)
             prob = np.asarray(scored.probability, dtype=np.float64)
             label = np.asarray(scored.label, dtype=np.int64)
-            acc_origin = np.asarray(origins, dtype=np.int64)[accepted]
-            self._score_records(validated.columns, prob, label, acc_origin,
-                                [items[i] for i in accepted.tolist()], keys, part_l, off_l, ts_l, now, out)
+            if validated.rejects:
+                acc_origin = np.asarray(origins, dtype=np.int64)[accepted]
+                acc_item = [items[i] for i in accepted.tolist()]
+            else:   # every record accepted, in order
+                acc_origin, acc_item = np.asarray(origins, dtype=np.int64), items
+            self._score_records(validated.columns, prob, label, acc_origin, acc_item, keys, part_l, off_l, ts_l,
+                                now, out)
         for origin, item, reason, detail, tid, rec, fld in rejected:
             m = messages[origin]
             raw = m.value if item is None else None
@@ -182,22 +184,34 @@ class StreamProcessor:
         return out
 
     def _dedup(self, records: list, origins: list[int], items: list, part_l: list[int], off_l: list[int],
-               rejected: list) -> tuple[list, list[int], list]:
-        """Drop (dead-letter) records whose transaction_id was seen at another position. The common case,
-        a batch of new distinct string ids, takes C-level passes only (map, zip, update)."""
+               rejected: list) -> tuple[list, list[int], list, list]:
+        """Drop (dead-letter) records whose transaction_id was seen at another position; returns the kept
+        records, origins, items and transaction ids. The common case, a batch of new distinct string ids,
+        takes C-level passes only (map, zip, update).
+
+        ``_seen`` maps an id to where it was first seen: ``(partition, offset, item)``, or in the common
+        case just ``(partition, offset)``, one tuple shared by a message's records (not one per event). The
+        short form is exact: it is only stored when every id of the batch is distinct, so the id occurs
+        once in that message, and a message at a given offset never changes; seeing the id again in the
+        same message is therefore seeing the same record again (a redelivery), never a duplicate."""
         seen = self._seen
-        ids = [r.get("transaction_id") for r in records]
-        if ids and set(map(type, ids)) == {str} and len(set(ids)) == len(ids) and seen.isdisjoint(ids):
-            seen.update(zip(ids, zip([part_l[o] for o in origins], [off_l[o] for o in origins], items)))
-            return records, origins, items
+        try:
+            ids = list(map(_GET_ID, records))
+        except KeyError:
+            ids = [r.get("transaction_id") for r in records]
+        if ids and set(map(type, ids)) == _STR and len(set(ids)) == len(ids) and seen.isdisjoint(ids):
+            where_msg = list(zip(part_l, off_l))
+            seen.update(zip(ids, map(where_msg.__getitem__, origins)))
+            return records, origins, items, ids
         kept_r: list = []
         kept_o: list[int] = []
         kept_i: list = []
+        kept_t: list = []
         for rec, tid, origin, item in zip(records, ids, origins, items):
             if type(tid) is str:
                 where = (part_l[origin], off_l[origin], item)
                 prev = seen.get(tid)
-                if prev is not None and prev != where:
+                if prev is not None and prev != where and prev != where[:2]:
                     rejected.append((origin, item, "duplicate_id",
                                      f"transaction_id {tid!r} already seen at partition {prev[0]} offset {prev[1]}",
                                      tid, rec, None))
@@ -207,7 +221,8 @@ class StreamProcessor:
             kept_r.append(rec)
             kept_o.append(origin)
             kept_i.append(item)
-        return kept_r, kept_o, kept_i
+            kept_t.append(tid)
+        return kept_r, kept_o, kept_i, kept_t
 
     def _score_records(self, columns: dict, prob: np.ndarray, label: np.ndarray, acc_origin: np.ndarray,
                        acc_item: list, keys: list, part_l: list[int], off_l: list[int], ts_l: list,
@@ -515,6 +530,8 @@ def balance_mismatch(features: Any) -> np.ndarray | None:
 
 
 _STR = {str}
+_GET_ID = itemgetter("transaction_id")
+_MSG_ATTRS = tuple(map(attrgetter, ("key", "partition", "offset", "timestamp", "value")))
 
 
 def _dumped(values: list) -> list[bytes]:

@@ -517,9 +517,12 @@ def test_clean_envelopes_and_single_messages_match_the_reference(make):
     recs = _clean(3000, seed=5)
     envelopes = _layout(_envelopes(recs[:2000], 500))
     singles = _layout([orjson.dumps(r) for r in recs[2000:]], start=10)
-    mixed = envelopes[:1] + singles[:5] + envelopes[1:2]
+    mixed = envelopes[:1] + singles[:5] + envelopes[1:2]    # redelivered: same positions, not duplicates
+    # seen ids at new offsets (duplicates), next to redeliveries and an envelope repeating its own ids
+    again = _layout(_envelopes(recs[490:510] + recs[2000:2003], 23) + [orjson.dumps(recs[2999])], start=40)
+    again += envelopes[2:3] + singles[7:8] + _layout([orjson.dumps(recs[2500:2503] * 2)], start=60)
     labels = [orjson.dumps({"transaction_id": r["transaction_id"], "isFraud": i % 7 == 0}) for i, r in enumerate(recs)]
-    run_both(make, [envelopes, singles, mixed], labels)
+    run_both(make, [envelopes, singles, mixed, again, again], labels)
 
 
 def test_messy_ids_match_the_reference(make):
