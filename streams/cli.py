@@ -66,6 +66,11 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
         watcher = ModelWatcher(settings.model_dir, processor.scorer.version, nthread=settings.nthread)
     app = create_app(settings, args.role, scoring=processor, incident_service=incident_service,
                      model_watcher=watcher)
+    if processor is not None:
+        from streams.replay import install_replay
+
+        # the window open at a crash of the previous holder of a partition gets its events back
+        install_replay(app, processor, settings, metrics)
     start_metrics_server(settings, registry)
     import faust
 

@@ -78,6 +78,10 @@ class WorkerMetrics:
         self.consumer_errors = Counter("breeboost_consumer_errors",
                                        "Errors while consuming or publishing (the batch is retried)",
                                        registry=registry)
+        self.window_replayed_events = Counter(
+            "breeboost_window_replayed_events",
+            "Transactions re-read on partition assignment to rebuild the window open at a worker crash "
+            "(not scored or published again)", registry=registry)
         self.model = Info("breeboost_model", "Model served by this worker", registry=registry)
 
     def observe_window(self, stats: dict) -> None:

@@ -1,0 +1,244 @@
+"""Give a restarted worker back the start of the window that was open when its predecessor died.
+
+Drift windows are offset-aligned per partition (window ``k`` of a partition is its offsets
+``[k*S, (k+1)*S)``, see :mod:`streams.windows`) and their sketches live in memory. A worker killed -9
+mid-window loses that sketch; whoever takes the partition over resumes from the committed offset ``c``,
+so without help the window would be published short by ``c % S`` events (flagged incomplete).
+
+On partition assignment, for each ``transactions`` partition whose committed offset is inside a window
+(``c % S != 0``) and whose window is not open in this worker, :class:`WindowReplayer` reads offsets
+``[c - c % S, c)`` with a plain consumer (assign + seek, no group membership) and feeds them to the
+processor, so the window's sketch gets those events back. Their scores and dead letters were published
+(and counted in the metrics) by the worker that scored them before the commit: the replay publishes
+nothing and counts them only in ``breeboost_window_replayed_events_total``; their transaction ids do go
+into the de-duplication map. A sketch is order-independent counts, so the window ends up exactly as if
+one worker had seen all of it. The replay runs inside Faust's ``on_partitions_assigned`` signal, while
+the partitions are paused, so the window cannot close before the replay is done. It reads at most one
+window's worth of messages per partition; on any error it logs a warning and the window stays short
+(flagged incomplete, as before).
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from breeboost.logs import log
+from breeboost.settings import Settings
+from streams.pipeline import Msg
+
+__all__ = ["ReplayPlan", "WindowReplayer", "aiokafka_config", "feed_replayed", "install_replay", "plan_replay",
+           "read_range"]
+
+_log = logging.getLogger("breeboost.replay")
+
+
+@dataclass(frozen=True)
+class ReplayPlan:
+    """Re-read ``[start, end)`` of ``partition`` (``end`` = the committed offset)."""
+    partition: int
+    start: int
+    end: int
+
+
+def plan_replay(committed: int | None, size: int, partition: int, open_index: int | None = None) -> ReplayPlan | None:
+    """What to re-read for ``partition`` resuming at ``committed``: nothing at a window boundary, without a
+    committed offset, or when this worker already has that window open (``open_index``).
+
+    >>> plan_replay(2500, 1000, 3), plan_replay(3000, 1000, 3), plan_replay(2500, 1000, 3, open_index=2)
+    (ReplayPlan(partition=3, start=2000, end=2500), None, None)
+    """
+    if committed is None or committed <= 0 or committed % size == 0:
+        return None
+    if open_index is not None and open_index == committed // size:
+        return None
+    return ReplayPlan(partition, committed - committed % size, committed)
+
+
+def aiokafka_config(settings: Settings) -> dict[str, Any]:
+    """aiokafka client arguments for ``settings`` (bootstrap and security, as the worker connects)."""
+    cfg: dict[str, Any] = {"bootstrap_servers": settings.bootstrap.split(","),
+                           "security_protocol": settings.security_protocol}
+    if settings.security_protocol.startswith("SASL"):
+        cfg.update(sasl_mechanism=settings.sasl_mechanism, sasl_plain_username=settings.sasl_username,
+                   sasl_plain_password=settings.sasl_password.reveal())
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        cfg["ssl_context"] = ssl.create_default_context(cafile=settings.ssl_cafile or None)
+    return cfg
+
+
+async def read_range(consumer: Any, topic: str, plans: list[ReplayPlan], timeout_s: float) -> dict[int, list[Msg]]:
+    """The messages at ``[plan.start, plan.end)`` of each plan's partition, read by assignment (``consumer``
+    must be started; it is re-assigned here). Never more than ``end - start`` messages a partition.
+    Raises ``TimeoutError`` when a range is not read within ``timeout_s``."""
+    from aiokafka import TopicPartition
+
+    tps = {TopicPartition(topic, p.partition): p for p in plans}
+    out: dict[int, list[Msg]] = {p.partition: [] for p in plans}
+    if not tps:
+        return out
+    consumer.assign(list(tps))
+    for tp, p in tps.items():
+        consumer.seek(tp, p.start)
+    todo = set(tps)
+    deadline = time.monotonic() + timeout_s
+    while todo:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"replay of {sorted(tp.partition for tp in todo)} not read within {timeout_s}s")
+        batch = await consumer.getmany(*todo, timeout_ms=int(min(left, 0.5) * 1000))
+        for tp, records in batch.items():
+            if tp not in todo:
+                continue
+            end = tps[tp].end
+            msgs = out[tp.partition]
+            for r in records:
+                if r.offset >= end:
+                    break
+                # Kafka timestamps are ms; the pipeline's (Faust's) are seconds
+                msgs.append(Msg(r.topic, r.partition, r.offset, r.value, r.key, r.timestamp / 1000.0))
+        for tp in list(todo):
+            # the position, not the last offset seen: offsets may have gaps (compaction, transactions)
+            if await consumer.position(tp) >= tps[tp].end:
+                todo.discard(tp)
+                consumer.pause(tp)
+    return out
+
+
+def _chunks(messages: list[Msg], max_messages: int, max_bytes: int) -> Iterable[list[Msg]]:
+    """Consecutive runs of at most ``max_messages`` messages and ``max_bytes`` bytes (a larger message is a
+    run of its own): bounds what one ``process`` call holds when the messages are batch envelopes."""
+    start, size = 0, 0
+    for i, m in enumerate(messages):
+        n = len(m.value or b"")
+        if i > start and (i - start >= max_messages or size + n > max_bytes):
+            yield messages[start:i]
+            start, size = i, 0
+        size += n
+    if start < len(messages):
+        yield messages[start:]
+
+
+def feed_replayed(processor: Any, messages: list[Msg], now: float | None = None, chunk: int = 1000,
+                  chunk_bytes: int = 1_000_000) -> int:
+    """Add ``messages`` to the processor's windows and de-duplication map without publishing anything and
+    without counting them in its metrics; returns the events (transactions) the window got back.
+
+    ``now`` is the processing time the sketch's event lags are measured against. By default each chunk
+    uses its newest Kafka timestamp, close to when the dead worker scored it: replay time (seconds to
+    minutes later) would show the replayed events as late. The outputs of ``process`` (scores, dead
+    letters) are dropped: they are on the broker already. No partial can close here (the messages are
+    all in one window and the caller drops any other open window of the partition first)."""
+    if not messages:
+        return 0
+    partition = messages[0].partition
+    windows = processor.windows
+    before = windows.open.get(partition)
+    before_events = before.sketch.events if before is not None else 0
+    replay_flag = "replay" in inspect.signature(processor.process).parameters
+    saved = processor.metrics
+    if not replay_flag:
+        processor.metrics = None   # counted by the worker that scored them
+    try:
+        for part in _chunks(messages, chunk, chunk_bytes):
+            t = now if now is not None else max(m.timestamp for m in part)
+            out = (processor.process(part, now=t, replay=True) if replay_flag else processor.process(part, now=t))
+            if out.partials:   # would mean the replay crossed a window boundary: a bug, never publish it
+                log(_log, "replay closed a window (ignored)", level=logging.WARNING, partition=partition,
+                    partials=len(out.partials))
+    finally:
+        processor.metrics = saved
+    w = windows.open.get(partition)
+    if w is None:
+        return 0
+    # the idle timer starts now: the replayed window must not look idle (and ship) before the first fetch
+    w.updated_at = time.time()
+    return int(w.sketch.events) - (before_events if before is w else 0)
+
+
+class WindowReplayer:
+    """Re-reads the start of the open window of newly assigned partitions (see the module docstring).
+
+    ``group_id`` is the Faust app id (``f"{settings.group_id}-{role}"``): its committed offsets say where
+    the worker resumes. ``metrics`` is a :class:`streams.metrics.WorkerMetrics` (or None)."""
+
+    def __init__(self, processor: Any, settings: Settings, group_id: str, metrics: Any = None,
+                 timeout_s: float = 30.0, now: float | None = None) -> None:
+        self.processor = processor
+        self.now = now   # fixed processing time for the sketch's lags (tests); None: Kafka timestamps
+        self.settings = settings
+        self.group_id = group_id
+        self.metrics = metrics
+        self.timeout_s = timeout_s
+
+    async def committed(self, consumer: Any, partitions: Iterable[int]) -> dict[int, int | None]:
+        from aiokafka import TopicPartition
+
+        topic = self.settings.topic_transactions
+        return {p: await consumer.committed(TopicPartition(topic, p)) for p in partitions}
+
+    def plans(self, committed: dict[int, int | None]) -> list[ReplayPlan]:
+        windows = self.processor.windows
+        out = []
+        for p, c in sorted(committed.items()):
+            w = windows.open.get(p)
+            plan = plan_replay(c, windows.size, p, None if w is None else w.index)
+            if plan is not None:
+                if w is not None:
+                    # a window left from an earlier hold of this partition: whoever held it since resumed
+                    # from the commit; the replay rebuilds the current window whole
+                    windows.drop({p})
+                out.append(plan)
+        return out
+
+    async def replay(self, partitions: Iterable[int]) -> list[dict]:
+        """Replay the windows of ``partitions`` (of ``transactions``); returns one report per partition
+        replayed. Never raises (except cancellation): a failure leaves the windows short, as without it."""
+        from aiokafka import AIOKafkaConsumer
+
+        partitions = sorted(set(partitions))
+        if not partitions:
+            return []
+        consumer = AIOKafkaConsumer(group_id=self.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
+                                    fetch_max_wait_ms=50, request_timeout_ms=int(self.timeout_s * 1000) + 5000,
+                                    **aiokafka_config(self.settings))
+        reports = []
+        try:
+            await asyncio.wait_for(consumer.start(), self.timeout_s)
+            plans = self.plans(await asyncio.wait_for(self.committed(consumer, partitions), self.timeout_s))
+            read = await read_range(consumer, self.settings.topic_transactions, plans, self.timeout_s)
+            for plan in plans:
+                events = feed_replayed(self.processor, read[plan.partition], now=self.now)
+                report = {"partition": plan.partition, "from": plan.start, "to": plan.end,
+                          "messages": len(read[plan.partition]), "events": events}
+                log(_log, "window replayed", **report)
+                if self.metrics is not None:
+                    self.metrics.window_replayed_events.inc(events)
+                reports.append(report)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:   # broker unreachable, timeout, ...: run on, the window stays short
+            log(_log, "window replay failed: the open windows of these partitions will be short",
+                level=logging.WARNING, partitions=partitions, error=repr(exc))
+        finally:
+            try:
+                await consumer.stop()
+            except Exception:   # pragma: no cover - closing a consumer that never connected
+                pass
+        return reports
+
+    async def on_partitions_assigned(self, sender: Any, assigned: Iterable[Any], **_: Any) -> None:
+        """Faust's ``app.on_partitions_assigned`` receiver (sent while the new partitions are paused)."""
+        topic = self.settings.topic_transactions
+        await self.replay(tp.partition for tp in assigned if tp.topic == topic)
+
+
+def install_replay(app: Any, processor: Any, settings: Settings, metrics: Any = None) -> WindowReplayer:
+    """Connect a :class:`WindowReplayer` to ``app``'s partition assignment (scoring and all roles)."""
+    replayer = WindowReplayer(processor, settings, app.conf.id, metrics)
+    app.on_partitions_assigned.connect(replayer.on_partitions_assigned)
+    return replayer

@@ -1,0 +1,170 @@
+"""The window open at a worker crash gets its events back on partition assignment (streams/replay.py).
+
+Unit tests run the replay against the real broker: transactions produced to one partition, a committed
+offset mid-window for the worker's group, a fresh processor (the restarted worker) replays, and its window
+must equal, count for count, the window of a processor that saw every event. The slow test kills a real
+worker -9 mid-window and checks ``drift.stats`` (docs/reliability.md has what it measured).
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import orjson
+import pytest
+
+from breeboost.kafka_io import make_producer
+from models.scorer import Scorer
+from simulator import encode_events, generate
+from streams.metrics import WorkerMetrics
+from streams.pipeline import Msg, StreamProcessor
+from streams.replay import WindowReplayer, aiokafka_config, plan_replay, read_range
+from tests.conftest import fresh_settings
+
+N = 2600            # offsets 0..2599 of partition 0, and one duplicate id at 2600
+SIZE = 1000         # messages per partition window: window_size 2000 over 2 partitions
+COMMITTED = 2350    # the dead worker committed up to here: window 2 = [2000, 3000) is open at the crash
+NOW = 1.8e9         # one processing time for every processor, so the sketches' lag histograms compare too
+
+
+@pytest.fixture(scope="module")
+def scorer(paysim_model):
+    return Scorer.load(paysim_model)
+
+
+@pytest.fixture(scope="module")
+def topic_with_data(broker_bootstrap):
+    """Settings whose ``transactions`` partition 0 holds N generated transactions (2 % malformed, some
+    with missing fields) and, at offset N, a copy of the transaction at offset 2100 (a duplicate id)."""
+    s = fresh_settings(broker_bootstrap, partitions=2, window_size=2 * SIZE, window_idle_s=1.0)
+    cols = generate(N, seed=7)
+    values = encode_events(cols, with_label=False, seed=7,
+                           scenarios=["malformed:fraction=0.02", "missing_fields:fraction=0.03"])
+    values.append(values[2100])
+    p = make_producer(s)
+    for i, v in enumerate(values):
+        p.send(s.topic_transactions, value=v, key=b"k%d" % i, partition=0)
+    p.flush()
+    p.close()
+    return s
+
+
+def _read_all(s) -> list[Msg]:
+    from aiokafka import AIOKafkaConsumer
+    from streams.replay import ReplayPlan
+
+    async def go():
+        c = AIOKafkaConsumer(enable_auto_commit=False, **aiokafka_config(s))
+        await c.start()
+        try:
+            return (await read_range(c, s.topic_transactions, [ReplayPlan(0, 0, N + 1)], 30.0))[0]
+        finally:
+            await c.stop()
+    return asyncio.run(go())
+
+
+def _commit(s, group_id: str, offset: int) -> None:
+    """What the dead worker's Faust consumer did: commit ``offset`` for partition 0 of its group."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    async def go():
+        c = AIOKafkaConsumer(group_id=group_id, enable_auto_commit=False, **aiokafka_config(s))
+        await c.start()
+        try:
+            tp = TopicPartition(s.topic_transactions, 0)
+            c.assign([tp])
+            await c.commit({tp: offset})
+        finally:
+            await c.stop()
+    asyncio.run(go())
+
+
+def _process(proc: StreamProcessor, msgs: list[Msg], batch: int = 200):
+    outs = [proc.process(msgs[i:i + batch], now=NOW) for i in range(0, len(msgs), batch)]
+    return outs
+
+
+def _sample(registry, name: str, **labels) -> float:
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+def test_plan_replay_only_mid_window():
+    assert plan_replay(None, SIZE, 0) is None            # nothing committed: starts at the beginning
+    assert plan_replay(0, SIZE, 0) is None
+    assert plan_replay(2000, SIZE, 0) is None            # at a boundary: the window starts fresh
+    assert plan_replay(2350, SIZE, 1).__dict__ == {"partition": 1, "start": 2000, "end": 2350}
+    assert plan_replay(2350, SIZE, 1, open_index=2) is None   # this worker has that window already
+    assert plan_replay(2350, SIZE, 1, open_index=1).start == 2000
+
+
+def test_replayed_window_equals_the_window_of_an_uninterrupted_worker(topic_with_data, scorer):
+    s = topic_with_data
+    msgs = _read_all(s)
+    assert [m.offset for m in msgs] == list(range(N + 1))
+
+    whole = StreamProcessor(scorer, s)              # never crashed
+    _process(whole, msgs)
+    dead = StreamProcessor(scorer, s)               # scored and published [0, COMMITTED), then kill -9
+    _process(dead, msgs[:COMMITTED])
+
+    group = f"{s.group_id}-scoring"
+    _commit(s, group, COMMITTED)
+    registry = __import__("prometheus_client").CollectorRegistry()
+    metrics = WorkerMetrics(registry)
+    restarted = StreamProcessor(scorer, s, metrics=metrics)
+    reports = asyncio.run(WindowReplayer(restarted, s, group, metrics, now=NOW).replay([0, 1]))
+    # partition 1 has no commit (and no data): nothing to replay there
+    replayed = COMMITTED - 2000
+    assert reports == [{"partition": 0, "from": 2000, "to": COMMITTED, "messages": replayed, "events": replayed}]
+    # nothing counted as scored or dead-lettered again: the dead worker counted those
+    assert _sample(registry, "breeboost_events_total", outcome="scored") == 0
+    assert _sample(registry, "breeboost_events_total", outcome="dead_lettered") == 0
+    assert _sample(registry, "breeboost_window_replayed_events_total") == replayed
+
+    outs = _process(restarted, msgs[COMMITTED:])    # what Faust delivers after the commit
+    w, ref = restarted.windows.open[0], whole.windows.open[0]
+    assert (w.index, w.first_offset, w.last_offset) == (ref.index, ref.first_offset, ref.last_offset) == (2, 2000, N)
+    assert w.sketch.events == ref.sketch.events == N + 1 - 2000
+    assert w.sketch.to_dict() == ref.sketch.to_dict()   # every count: features, scores, lags, rejects
+    # the replayed ids are in the de-duplication map: offset N repeats the id of offset 2100
+    dup = [orjson.loads(v) for o in outs for _, v in o.dead_letters]
+    assert [(d["offset"], d["reason"]) for d in dup if d["reason"] == "duplicate_id"] == [(N, "duplicate_id")]
+    assert _sample(registry, "breeboost_events_total", outcome="scored") + \
+        _sample(registry, "breeboost_events_total", outcome="dead_lettered") == N + 1 - COMMITTED
+
+
+def test_without_replay_the_window_is_short(topic_with_data, scorer):
+    """The gap the replay closes (and proof the comparison above can fail)."""
+    s = topic_with_data
+    msgs = _read_all(s)
+    whole, restarted = StreamProcessor(scorer, s), StreamProcessor(scorer, s)
+    _process(whole, msgs)
+    _process(restarted, msgs[COMMITTED:])
+    assert whole.windows.open[0].sketch.events - restarted.windows.open[0].sketch.events == COMMITTED - 2000
+
+
+def test_replay_reads_at_most_the_window_and_skips_an_open_window(topic_with_data, scorer):
+    s = topic_with_data
+    group = f"{s.group_id}-bound"
+    _commit(s, group, 1999)                        # the last offset of window 1: 999 messages to re-read
+    proc = StreamProcessor(scorer, s)
+    rep = asyncio.run(WindowReplayer(proc, s, group, now=NOW).replay([0]))
+    assert [(r["from"], r["to"], r["messages"]) for r in rep] == [(1000, 1999, 999)]
+    w = proc.windows.open[0]
+    assert (w.index, w.first_offset, w.last_offset) == (1, 1000, 1998)
+    # assigned again (a later rebalance) with the window open: nothing is read twice
+    assert asyncio.run(WindowReplayer(proc, s, group, now=NOW).replay([0])) == []
+    assert proc.windows.open[0].sketch.events == 999
+
+
+def test_replay_failure_is_a_warning_not_a_crash(topic_with_data, scorer, caplog):
+    from breeboost.broker import free_port
+
+    s = topic_with_data.replace(bootstrap=f"127.0.0.1:{free_port()}")   # nothing listens there
+    proc = StreamProcessor(scorer, s)
+    t0 = time.monotonic()
+    with caplog.at_level("WARNING", logger="breeboost.replay"):
+        assert asyncio.run(WindowReplayer(proc, s, "nobody", timeout_s=2.0).replay([0])) == []
+    assert time.monotonic() - t0 < 15
+    assert "window replay failed" in caplog.text
+    assert proc.windows.open == {}
