@@ -90,6 +90,7 @@ class Settings:
     window_seconds: float = _opt(0.0, "also close a window after this many seconds of event time (0: off)", "streams", minimum=0)
     window_idle_s: float = _opt(5.0, "close an open window after this many wall-clock seconds with no events", "streams", minimum=0.1)
     batch_size: int = _opt(1000, "scoring micro-batch size (events)", "streams", minimum=1)
+    batch_max_bytes: int = _opt(1_000_000, "largest scoring micro-batch in message bytes: a bigger take is scored in parts (bounds memory with batch envelopes)", "streams", minimum=1)
     batch_wait_s: float = _opt(0.05, "longest wait to fill a scoring micro-batch, seconds", "streams", minimum=0)
     max_message_bytes: int = _opt(1_000_000, "largest transactions message accepted; bigger ones are dead-lettered", "streams", minimum=1)
     group_id: str = _opt("breeboost", "consumer group / Faust app id prefix", "streams")

@@ -19,7 +19,7 @@ from breeboost.logs import log
 from breeboost.settings import Settings
 from streams.faust_config import faust_app_kwargs
 
-__all__ = ["create_app", "Publisher", "ROLES", "Shipper", "tune_gc"]
+__all__ = ["create_app", "Publisher", "ROLES", "Shipper", "split_by_bytes", "tune_gc"]
 
 ROLES = ("scoring", "incident", "all")
 _log = logging.getLogger("breeboost.worker")
@@ -195,6 +195,21 @@ class Shipper:
             self.on_error(exc)
 
 
+def split_by_bytes(messages: list[Any], max_bytes: int) -> list[tuple[int, int]]:
+    """``(start, end)`` index ranges of ``messages`` whose values add up to at most ``max_bytes`` (a single
+    larger message is a range of its own). Bounds the transactions one ``process()`` call holds: with batch
+    envelopes a take of ``batch_size`` messages can carry hundreds of thousands of transactions."""
+    ranges, start, size = [], 0, 0
+    for i, m in enumerate(messages):
+        n = len(m.value or b"")
+        if size + n > max_bytes and i > start:
+            ranges.append((start, i))
+            start, size = i, 0
+        size += n
+    ranges.append((start, len(messages)))
+    return ranges
+
+
 def tune_gc() -> None:
     """Fewer, cheaper garbage collections in the worker: a scoring batch allocates a dict per transaction
     (tens of thousands with envelopes), which triggers young collections every 700 allocations and full
@@ -246,7 +261,10 @@ def create_app(settings: Settings, role: str, scoring: Any = None, incident_serv
             # are delivered, and an error crashes the worker instead of acking what was not published.
             try:
                 async for events in stream.noack_take(settings.batch_size, within=settings.batch_wait_s):
-                    await shipper.submit(scoring.process([e.message for e in events]), events)
+                    messages = [e.message for e in events]
+                    for start, end in split_by_bytes(messages, settings.batch_max_bytes):
+                        outcome = scoring.process(messages[start:end] if end - start < len(messages) else messages)
+                        await shipper.submit(outcome, events[start:end])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -151,6 +151,17 @@ def _run(broker_bootstrap: str, paysim_model: str, tmp_path: Path, mode: str) ->
     return out
 
 
+def test_split_by_bytes_bounds_each_part_and_keeps_order():
+    from streams.app import split_by_bytes
+    from streams.pipeline import Msg
+
+    msgs = [Msg("t", 0, i, b"x" * n) for i, n in enumerate([300, 300, 300, 900, 2000, 10, 0])]
+    ranges = split_by_bytes(msgs, 1000)
+    assert ranges == [(0, 3), (3, 4), (4, 5), (5, 7)]     # a message above the bound is a part of its own
+    assert [i for a, b in ranges for i in range(a, b)] == list(range(len(msgs)))
+    assert split_by_bytes(msgs, 10 ** 9) == [(0, len(msgs))]
+
+
 @pytest.mark.slow
 def test_kill_9_while_publishing_slowly_loses_nothing(broker_bootstrap, paysim_model, tmp_path):
     out = _run(broker_bootstrap, paysim_model, tmp_path, "slow-publish")
