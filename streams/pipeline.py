@@ -67,7 +67,7 @@ class StreamProcessor:
     """Decode, de-duplicate, validate, score and window micro-batches; merge window partials; join labels."""
 
     def __init__(self, scorer: Any, settings: Settings, metrics: Any = None, model_dir: str | None = None,
-                 dedup_horizon: int = 200_000, label_horizon: int = 500_000, sketch_buffer: int = 4096) -> None:
+                 dedup_horizon: int = 200_000, label_horizon: int = 500_000, sketch_buffer: int = 16_384) -> None:
         from detectors.window import WindowSketch
 
         self.settings = settings
@@ -179,7 +179,7 @@ class StreamProcessor:
                 mt.predicted_fraud.inc(int(label.sum()))
             mt.batch_size.observe(n_ok + len(rejected))
             mt.batch_seconds.observe(time.perf_counter() - t0)
-            ts = np.asarray([t or 0.0 for t in ts_l], dtype=np.float64)
+            ts = np.array(ts_l) if set(map(type, ts_l)) == _FLOAT else np.asarray([t or 0.0 for t in ts_l], np.float64)
             observe_many(mt.event_latency, np.maximum(0.0, now - ts[ts > 0]))
         return out
 
@@ -238,7 +238,10 @@ class StreamProcessor:
             if set(map(type, tids)) != _STR:
                 tids = [t if t is None or type(t) is str else str(t) for t in tids]
         prob_l, label_l, origin_l = prob.tolist(), label.tolist(), acc_origin.tolist()
-        lat_l = [round((now - t) * 1000.0, 3) if t else None for t in ts_l]
+        if set(map(type, ts_l)) == _FLOAT and all(ts_l):   # every message has a Kafka timestamp: numpy does
+            lat_l = list(map(round, ((now - np.array(ts_l)) * 1000.0).tolist(), repeat(3)))   # the same arithmetic
+        else:
+            lat_l = [round((now - t) * 1000.0, 3) if t else None for t in ts_l]
         if acc_item.count(None) == n:        # one transaction per message: one score message each
             firsts, msg_origin = None, origin_l
         else:
@@ -457,7 +460,8 @@ class BufferedSketch:
     A drift update costs ~1 ms a call whatever its size (one bin search per feature), which at Faust's
     micro-batches of 50-500 events was the largest fixed cost of a batch. The counts are exact under
     concatenation, so the window is the same; everything that reads the sketch (``to_dict``, which every
-    partial goes through) applies the buffer first.
+    partial goes through) applies the buffer first. The processor buffers 16k events (a few MB): with
+    1000-message batches of single transactions that took ~0.27 µs an event off ``process`` against 4096.
 
     >>> import numpy as np
     >>> from detectors.profile import build_profile
@@ -530,6 +534,7 @@ def balance_mismatch(features: Any) -> np.ndarray | None:
 
 
 _STR = {str}
+_FLOAT = {float}
 _GET_ID = itemgetter("transaction_id")
 _MSG_ATTRS = tuple(map(attrgetter, ("key", "partition", "offset", "timestamp", "value")))
 
@@ -564,13 +569,16 @@ def encode_scores(tids: list, prob: list, label: list, origin: list[int], item: 
     start, prob_key = b'{"transaction_id":', b',"fraud_probability":'
     mid = b',"threshold":' + dumps(threshold) + b',"model_version":' + dumps(version) + b',"latency_ms":'
     by_label = (b',"fraud_label":0' + mid, b',"fraud_label":1' + mid)
-    per_msg = list(map(b"".join, zip(_dumped(lat_ms), repeat(b',"partition":'), _dumped(part),
-                                     repeat(b',"offset":'), _dumped(off), repeat(b',"item":'))))
+    lat_b, part_b, off_b = _dumped(lat_ms), _dumped(part), _dumped(off)
     end = b',"scored_at":' + dumps(now) + b"}"
-    if item.count(None) == n:   # single-transaction messages: one object each
+    if item.count(None) == n:   # single-transaction messages: one object each, one join each
         return list(map(b"".join, zip(repeat(start), _dumped(tids), repeat(prob_key), _dumped(prob),
-                                      map(by_label.__getitem__, label), map(per_msg.__getitem__, origin),
-                                      repeat(b"null"), repeat(end))))
+                                      map(by_label.__getitem__, label), map(lat_b.__getitem__, origin),
+                                      repeat(b',"partition":'), map(part_b.__getitem__, origin),
+                                      repeat(b',"offset":'), map(off_b.__getitem__, origin),
+                                      repeat(b',"item":null' + end))))
+    per_msg = list(map(b"".join, zip(lat_b, repeat(b',"partition":'), part_b, repeat(b',"offset":'), off_b,
+                                     repeat(b',"item":'))))
     # envelopes: the pieces of every row interleaved in one list (slice assignments, C), one join a message
     rows = [end + b"," + start] * (7 * n)
     rows[0::7] = _dumped(tids)
