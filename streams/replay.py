@@ -12,14 +12,16 @@ processor, so the window's sketch gets those events back. Their scores and dead 
 (and counted in the metrics) by the worker that scored them before the commit: the replay publishes
 nothing and counts them only in ``breeboost_window_replayed_events_total``; their transaction ids do go
 into the de-duplication map. A sketch is order-independent counts, so the window ends up exactly as if
-one worker had seen all of it. The replay runs inside Faust's ``on_partitions_assigned`` signal, while
-the partitions are paused, so the window cannot close before the replay is done. It reads at most one
-window's worth of messages per partition; on any error it logs a warning and the window stays short
-(flagged incomplete, as before).
+one worker had seen all of it. The read starts in Faust's ``on_partitions_assigned`` signal; because
+Faust resumes the partitions without waiting for that signal, a guard on ``processor.process`` feeds the
+replay before the first new event of its partition is processed, so the window can never close without
+it. It reads at most one window's worth of messages per partition; on any error it logs a warning and the
+window stays short (flagged incomplete, as before).
 """
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import logging
 import ssl
@@ -124,7 +126,7 @@ def _chunks(messages: list[Msg], max_messages: int, max_bytes: int) -> Iterable[
 
 
 def feed_replayed(processor: Any, messages: list[Msg], now: float | None = None, chunk: int = 1000,
-                  chunk_bytes: int = 1_000_000) -> int:
+                  chunk_bytes: int = 1_000_000, process: Any = None) -> int:
     """Add ``messages`` to the processor's windows and de-duplication map without publishing anything and
     without counting them in its metrics; returns the events (transactions) the window got back.
 
@@ -139,14 +141,15 @@ def feed_replayed(processor: Any, messages: list[Msg], now: float | None = None,
     windows = processor.windows
     before = windows.open.get(partition)
     before_events = before.sketch.events if before is not None else 0
-    replay_flag = "replay" in inspect.signature(processor.process).parameters
+    process = process or processor.process
+    replay_flag = "replay" in inspect.signature(process).parameters
     saved = processor.metrics
     if not replay_flag:
         processor.metrics = None   # counted by the worker that scored them
     try:
         for part in _chunks(messages, chunk, chunk_bytes):
             t = now if now is not None else max(m.timestamp for m in part)
-            out = (processor.process(part, now=t, replay=True) if replay_flag else processor.process(part, now=t))
+            out = process(part, now=t, replay=True) if replay_flag else process(part, now=t)
             if out.partials:   # would mean the replay crossed a window boundary: a bug, never publish it
                 log(_log, "replay closed a window (ignored)", level=logging.WARNING, partition=partition,
                     partials=len(out.partials))
@@ -164,81 +167,143 @@ class WindowReplayer:
     """Re-reads the start of the open window of newly assigned partitions (see the module docstring).
 
     ``group_id`` is the Faust app id (``f"{settings.group_id}-{role}"``): its committed offsets say where
-    the worker resumes. ``metrics`` is a :class:`streams.metrics.WorkerMetrics` (or None)."""
+    the worker resumes. ``metrics`` is a :class:`streams.metrics.WorkerMetrics` (or None).
+
+    Why a thread and a guard: Faust's recovery service resumes the new partitions concurrently with the
+    ``on_partitions_assigned`` signal (it does not wait for its receivers), so new events of a partition
+    can reach the score agent while its replay is still being read. The read runs in a thread with its own
+    event loop (the worker's loop stays free), and :meth:`before_process`, called by the processor before
+    each micro-batch (:func:`install_replay`), feeds a pending replay first, waiting for its read if the
+    batch holds one of its partitions. So a window always gets its replayed events before any new one and
+    never closes without them."""
 
     def __init__(self, processor: Any, settings: Settings, group_id: str, metrics: Any = None,
                  timeout_s: float = 30.0, now: float | None = None) -> None:
         self.processor = processor
-        self.now = now   # fixed processing time for the sketch's lags (tests); None: Kafka timestamps
         self.settings = settings
         self.group_id = group_id
         self.metrics = metrics
         self.timeout_s = timeout_s
+        self.now = now   # fixed processing time for the sketch's lags (tests); None: Kafka timestamps
+        self.process = processor.process    # the unguarded one, for feeding
+        self.pending: dict[int, concurrent.futures.Future] = {}   # partition -> its read, not fed yet
+        self.assigned: set[int] = set()
+        self.reports: list[dict] = []
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="window-replay")
 
-    async def committed(self, consumer: Any, partitions: Iterable[int]) -> dict[int, int | None]:
-        from aiokafka import TopicPartition
+    # -- reading (in the replay thread) ----------------------------------------------------------
+    async def _read(self, partitions: list[int], open_index: dict[int, int]) -> tuple[list[ReplayPlan], dict]:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
 
         topic = self.settings.topic_transactions
-        return {p: await consumer.committed(TopicPartition(topic, p)) for p in partitions}
-
-    def plans(self, committed: dict[int, int | None]) -> list[ReplayPlan]:
-        windows = self.processor.windows
-        out = []
-        for p, c in sorted(committed.items()):
-            w = windows.open.get(p)
-            plan = plan_replay(c, windows.size, p, None if w is None else w.index)
-            if plan is not None:
-                if w is not None:
-                    # a window left from an earlier hold of this partition: whoever held it since resumed
-                    # from the commit; the replay rebuilds the current window whole
-                    windows.drop({p})
-                out.append(plan)
-        return out
-
-    async def replay(self, partitions: Iterable[int]) -> list[dict]:
-        """Replay the windows of ``partitions`` (of ``transactions``); returns one report per partition
-        replayed. Never raises (except cancellation): a failure leaves the windows short, as without it."""
-        from aiokafka import AIOKafkaConsumer
-
-        partitions = sorted(set(partitions))
-        if not partitions:
-            return []
         consumer = AIOKafkaConsumer(group_id=self.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
                                     fetch_max_wait_ms=50, request_timeout_ms=int(self.timeout_s * 1000) + 5000,
                                     **aiokafka_config(self.settings))
-        reports = []
         try:
             await asyncio.wait_for(consumer.start(), self.timeout_s)
-            plans = self.plans(await asyncio.wait_for(self.committed(consumer, partitions), self.timeout_s))
-            read = await read_range(consumer, self.settings.topic_transactions, plans, self.timeout_s)
-            for plan in plans:
-                events = feed_replayed(self.processor, read[plan.partition], now=self.now)
-                report = {"partition": plan.partition, "from": plan.start, "to": plan.end,
-                          "messages": len(read[plan.partition]), "events": events}
-                log(_log, "window replayed", **report)
-                if self.metrics is not None:
-                    self.metrics.window_replayed_events.inc(events)
-                reports.append(report)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:   # broker unreachable, timeout, ...: run on, the window stays short
-            log(_log, "window replay failed: the open windows of these partitions will be short",
-                level=logging.WARNING, partitions=partitions, error=repr(exc))
+            plans = []
+            for p in partitions:
+                c = await asyncio.wait_for(consumer.committed(TopicPartition(topic, p)), self.timeout_s)
+                plan = plan_replay(c, self.processor.windows.size, p, open_index.get(p))
+                if plan is not None:
+                    plans.append(plan)
+            return plans, await read_range(consumer, topic, plans, self.timeout_s)
         finally:
             try:
                 await consumer.stop()
             except Exception:   # pragma: no cover - closing a consumer that never connected
                 pass
-        return reports
+
+    def _read_blocking(self, partitions: list[int], open_index: dict[int, int]) -> tuple[list[ReplayPlan], dict]:
+        return asyncio.run(self._read(partitions, open_index))
+
+    # -- in the worker's event loop ----------------------------------------------------------------
+    def start(self, partitions: Iterable[int]) -> concurrent.futures.Future | None:
+        """Start reading the replays of ``partitions`` (the worker's whole ``transactions`` assignment);
+        partitions already held, or with a read under way, are left alone."""
+        partitions = set(partitions)
+        new = sorted(partitions - self.assigned - set(self.pending))
+        self.assigned = partitions
+        if not new:
+            return None
+        open_index = {p: w.index for p, w in self.processor.windows.open.items()}
+        fut = self._executor.submit(self._read_blocking, new, open_index)
+        for p in new:
+            self.pending[p] = fut
+        return fut
+
+    def before_process(self, messages: list[Any]) -> None:
+        """Feed pending replays before a micro-batch that holds one of their partitions (waits for the
+        read: at most ``2 * timeout_s``, in practice well under a second)."""
+        if self.pending and not self.pending.keys().isdisjoint({m.partition for m in messages}):
+            self.finish()
+
+    def finish(self) -> list[dict]:
+        """Feed every pending replay (waiting for its read); one report per partition replayed."""
+        done = []
+        for fut in dict.fromkeys(self.pending.values()):
+            parts = [p for p, f in self.pending.items() if f is fut]
+            for p in parts:
+                del self.pending[p]
+            try:
+                plans, read = fut.result(timeout=2 * self.timeout_s + 5)
+            except Exception as exc:   # broker unreachable, timeout, ...: run on, the window stays short
+                log(_log, "window replay failed: the open windows of these partitions will be short",
+                    level=logging.WARNING, partitions=parts, error=repr(exc))
+                continue
+            for plan in plans:
+                if plan.partition in self.assigned:
+                    done.append(self._feed(plan, read[plan.partition]))
+        self.reports += done
+        return done
+
+    def _feed(self, plan: ReplayPlan, messages: list[Msg]) -> dict:
+        windows = self.processor.windows
+        w = windows.open.get(plan.partition)
+        if w is not None:
+            # a window left from an earlier hold of this partition: whoever held it since resumed from the
+            # commit, and the replay rebuilds the current window whole
+            windows.drop({plan.partition})
+        events = feed_replayed(self.processor, messages, now=self.now, process=self.process)
+        report = {"partition": plan.partition, "from": plan.start, "to": plan.end, "messages": len(messages),
+                  "events": events}
+        log(_log, "window replayed", **report)
+        if self.metrics is not None:
+            self.metrics.window_replayed_events.inc(events)
+        return report
+
+    async def replay(self, partitions: Iterable[int]) -> list[dict]:
+        """Read and feed the replays of ``partitions`` (of ``transactions``, the whole assignment); returns
+        one report per partition replayed. Never raises (except cancellation)."""
+        fut = self.start(partitions)
+        if fut is not None:
+            try:
+                await asyncio.wrap_future(fut)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                pass            # reported by finish()
+        return self.finish()
 
     async def on_partitions_assigned(self, sender: Any, assigned: Iterable[Any], **_: Any) -> None:
-        """Faust's ``app.on_partitions_assigned`` receiver (sent while the new partitions are paused)."""
+        """Faust's ``app.on_partitions_assigned`` receiver."""
         topic = self.settings.topic_transactions
         await self.replay(tp.partition for tp in assigned if tp.topic == topic)
 
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
 
 def install_replay(app: Any, processor: Any, settings: Settings, metrics: Any = None) -> WindowReplayer:
-    """Connect a :class:`WindowReplayer` to ``app``'s partition assignment (scoring and all roles)."""
+    """Connect a :class:`WindowReplayer` to ``app``'s partition assignment and guard ``processor.process``
+    (an instance attribute wrapping the method: the agents call ``processor.process``)."""
     replayer = WindowReplayer(processor, settings, app.conf.id, metrics)
+    process = replayer.process
+
+    def guarded(messages: list[Any], *args: Any, **kwargs: Any) -> Any:
+        replayer.before_process(messages)
+        return process(messages, *args, **kwargs)
+
+    processor.process = guarded
     app.on_partitions_assigned.connect(replayer.on_partitions_assigned)
     return replayer

@@ -133,6 +133,33 @@ def test_replayed_window_equals_the_window_of_an_uninterrupted_worker(topic_with
         _sample(registry, "breeboost_events_total", outcome="dead_lettered") == N + 1 - COMMITTED
 
 
+def test_new_events_wait_for_the_replay_of_their_partition(topic_with_data, scorer):
+    """Faust resumes new partitions without waiting for the assignment signal: a micro-batch of a
+    partition whose replay is still being read must wait for it, or its window could close short."""
+    from types import SimpleNamespace
+
+    from streams.replay import install_replay
+
+    s = topic_with_data
+    msgs = _read_all(s)
+    whole = StreamProcessor(scorer, s)
+    _process(whole, msgs)
+    group = f"{s.group_id}-guard"
+    _commit(s, group, COMMITTED)
+    connected = []
+    app = SimpleNamespace(conf=SimpleNamespace(id=group),
+                          on_partitions_assigned=SimpleNamespace(connect=connected.append))
+    restarted = StreamProcessor(scorer, s)
+    replayer = install_replay(app, restarted, s)
+    replayer.now = NOW
+    assert connected == [replayer.on_partitions_assigned]
+    assert replayer.start([0, 1]) is not None          # the read is under way in its thread
+    _process(restarted, msgs[COMMITTED:])               # the agent gets new events of partition 0 at once
+    assert not replayer.pending and [r["events"] for r in replayer.reports] == [COMMITTED - 2000]
+    assert restarted.windows.open[0].sketch.to_dict() == whole.windows.open[0].sketch.to_dict()
+    replayer.close()
+
+
 def test_without_replay_the_window_is_short(topic_with_data, scorer):
     """The gap the replay closes (and proof the comparison above can fail)."""
     s = topic_with_data
@@ -168,3 +195,78 @@ def test_replay_failure_is_a_warning_not_a_crash(topic_with_data, scorer, caplog
     assert time.monotonic() - t0 < 15
     assert "window replay failed" in caplog.text
     assert proc.windows.open == {}
+
+
+# --- end to end: a real worker killed -9 mid-window ---------------------------------------------------------
+def _logged(path, event: str) -> list[dict]:
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        if f'"{event}"' in line:
+            try:
+                out.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                pass
+    return out
+
+
+def _deliveries(s) -> dict[tuple[int, int, object], int]:
+    """How many times each event ``(partition, offset, item)`` was scored or dead-lettered."""
+    from tests.streamkit import read_json
+
+    seen: dict[tuple[int, int, object], int] = {}
+    for topic in (s.topic_scores, s.topic_dlq):
+        for d in read_json(s, topic, idle_timeout_s=0.5):
+            for x in d if isinstance(d, list) else [d]:
+                k = (x["partition"], x["offset"], x.get("item"))
+                seen[k] = seen.get(k, 0) + 1
+    return seen
+
+
+@pytest.mark.slow
+def test_worker_kill_mid_window_windows_exact(broker_bootstrap, paysim_model, tmp_path):
+    from streams.windows import window_messages
+    from tests.streamkit import Worker
+    from tests.test_reliability import (_publish_in_background, expected_window_events, max_scored_offsets,
+                                        scores_count, wait_audit, wait_windows)
+
+    n, window_size = 20000, 4000
+    s = fresh_settings(broker_bootstrap, partitions=2, window_size=window_size, window_idle_s=1.0)
+    extra = dict(window_size=window_size, window_idle_s=1.0)
+    size = window_messages(window_size, s.partitions)
+    first = Worker(s, paysim_model, tmp_path / "w1.log", role="scoring", **extra).wait_ready(90)
+    second = None
+    try:
+        pub = _publish_in_background(s, "--count", str(n), "--seed", "43", "--no-labels", "--rate", "2000",
+                                     "--scenario", "malformed:fraction=0.02")
+        deadline = time.monotonic() + 30
+        while scores_count(s) < 4000 and time.monotonic() < deadline:
+            time.sleep(0.3)
+        first.kill()
+        reached = max_scored_offsets(s)
+        second = Worker(s, paysim_model, tmp_path / "w2.log", role="scoring", **extra).wait_ready(90)
+        _, err = pub.communicate(timeout=120)
+        assert pub.returncode == 0, err.decode()[-2000:]
+        rep = wait_audit(s, n, timeout_s=120, workers=(second,))
+        assert rep.ok and rep.produced == n, rep.as_dict()
+        expected = expected_window_events(s, size)
+        stats = wait_windows(s, max(expected))
+        replays = _logged(tmp_path / "w2.log", "window replayed")
+        got: dict[int, list[tuple[int, bool]]] = {}
+        for x in stats:
+            got.setdefault(x["window"]["index"], []).append((x["window"]["events"], x["window"]["complete"]))
+        deliveries = _deliveries(s)
+        twice_in_replayed = sum(c > 1 for (p, off, _), c in deliveries.items()
+                                for r in replays if r["partition"] == p and r["from"] <= off < r["to"])
+        print(f"kill mid-window: scored up to {reached} at the kill; replays "
+              f"{[(r['partition'], r['from'], r['to'], r['events']) for r in replays]}; windows expected "
+              f"{expected}, published (events, complete) {got}; duplicate deliveries "
+              f"{sum(c - 1 for c in deliveries.values())} ({twice_in_replayed} in replayed ranges)")
+        # the worker died mid-window on each partition it had read: the restarted one replayed those
+        assert replays and all(r["events"] == r["to"] - r["from"] for r in replays), replays
+        assert twice_in_replayed == 0                    # the replay publishes nothing
+        assert set(got) == set(expected), (got, expected)
+        assert all(ev == expected[k] for k, v in got.items() for ev, _ in v), (got, expected)
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
