@@ -29,12 +29,14 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+import orjson
+
 from breeboost.logs import log
 from breeboost.settings import Settings
 from streams.pipeline import Msg
 
-__all__ = ["ReplayPlan", "WindowReplayer", "aiokafka_config", "feed_replayed", "install_replay", "plan_replay",
-           "read_range"]
+__all__ = ["AggregatorRestorer", "ReplayPlan", "WindowReplayer", "aiokafka_config", "feed_replayed",
+           "install_replay", "last_published_window", "plan_replay", "read_range"]
 
 _log = logging.getLogger("breeboost.replay")
 
@@ -189,7 +191,7 @@ class WindowReplayer:
         self.pending: dict[int, concurrent.futures.Future] = {}   # partition -> its read, not fed yet
         self.assigned: set[int] = set()
         self.reports: list[dict] = []
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="window-replay")
+        self._executor = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="window-replay")
 
     # -- reading (in the replay thread) ----------------------------------------------------------
     async def _read(self, partitions: list[int], open_index: dict[int, int]) -> tuple[list[ReplayPlan], dict]:
@@ -294,16 +296,161 @@ class WindowReplayer:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
+async def last_published_window(consumer: Any, topic: str, timeout_s: float) -> int:
+    """The highest ``window.index`` among the last record of each partition of ``drift.stats`` (-1 if
+    none). The high watermark comes from a fetch response: this broker's ListOffsets "latest" can be wrong
+    (it answered 1 for a partition of 37 records), fetch responses are right."""
+    from aiokafka import TopicPartition
+
+    parts = consumer.partitions_for_topic(topic)
+    if parts is None:
+        await consumer._client.force_metadata_update()   # noqa: SLF001 - aiokafka has no public refresh
+        parts = consumer.partitions_for_topic(topic) or set()
+    tps = [TopicPartition(topic, p) for p in sorted(parts)]
+    if not tps:
+        return -1
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    deadline = time.monotonic() + timeout_s
+    while any(consumer.highwater(tp) is None for tp in tps):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no high watermark for {topic} within {timeout_s}s")
+        await consumer.getmany(*tps, timeout_ms=200, max_records=1)
+    last = -1
+    plans = [ReplayPlan(tp.partition, consumer.highwater(tp) - 1, consumer.highwater(tp))
+             for tp in tps if consumer.highwater(tp) > 0]
+    for msgs in (await read_range(consumer, topic, plans, timeout_s)).values():
+        for m in msgs:
+            try:
+                last = max(last, int(orjson.loads(m.value)["window"]["index"]))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                pass
+    return last
+
+
+class AggregatorRestorer:
+    """Gives a restarted aggregator back the partials of windows it had not published yet.
+
+    The aggregate agent commits ``drift.partials`` offsets as it consumes them, while a window waits in
+    memory until every partition is final for it; a worker killed -9 loses those partials (a partition
+    that ran ahead shipped its share of several pending windows). On assignment of ``drift.partials``
+    this reads the last published window ``K`` from ``drift.stats``, sets the aggregator's
+    ``published_upto`` to it (re-delivered partials of published windows are then late, not published
+    twice), and feeds it the last ``max_messages`` partials before the committed offset, without
+    publishing: partials of windows ``<= K`` are ignored, later ones are pending again, heartbeats update
+    each partition's progress in order. The next timer tick publishes what is whole."""
+
+    def __init__(self, processor: Any, settings: Settings, group_id: str, timeout_s: float = 30.0,
+                 max_messages: int = 20_000) -> None:
+        self.processor = processor
+        self.settings = settings
+        self.group_id = group_id
+        self.timeout_s = timeout_s
+        self.max_messages = max_messages
+        self.pending: concurrent.futures.Future | None = None
+        self.assigned: set[int] = set()
+        self.reports: list[dict] = []
+
+    async def _read(self, partitions: list[int]) -> tuple[int, list[Msg]]:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        topic = self.settings.topic_drift_partials
+        consumer = AIOKafkaConsumer(group_id=self.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
+                                    fetch_max_wait_ms=50, request_timeout_ms=int(self.timeout_s * 1000) + 5000,
+                                    **aiokafka_config(self.settings))
+        try:
+            await asyncio.wait_for(consumer.start(), self.timeout_s)
+            plans = []
+            for p in partitions:
+                c = await asyncio.wait_for(consumer.committed(TopicPartition(topic, p)), self.timeout_s)
+                if c:
+                    plans.append(ReplayPlan(p, max(0, c - self.max_messages), c))
+            last = await last_published_window(consumer, self.settings.topic_drift_stats, self.timeout_s)
+            read = await read_range(consumer, topic, plans, self.timeout_s)
+            return last, [m for p in sorted(read) for m in read[p]]
+        finally:
+            try:
+                await consumer.stop()
+            except Exception:   # pragma: no cover
+                pass
+
+    def start(self, partitions: Iterable[int], executor: concurrent.futures.Executor) -> concurrent.futures.Future | None:
+        partitions = set(partitions)
+        new = sorted(partitions - self.assigned)
+        self.assigned = partitions
+        if not new or self.pending is not None:
+            return None
+        self.pending = executor.submit(lambda: asyncio.run(self._read(new)))
+        return self.pending
+
+    def finish(self) -> dict | None:
+        fut, self.pending = self.pending, None
+        if fut is None:
+            return None
+        try:
+            last, msgs = fut.result(timeout=3 * self.timeout_s + 5)
+        except Exception as exc:
+            log(_log, "aggregator restore failed: windows pending at the crash may be short", level=logging.WARNING,
+                error=repr(exc))
+            return None
+        agg = self.processor.aggregator
+        agg.published_upto = max(agg.published_upto, last)
+        late, now = agg.late, time.time()
+        agg.ready = lambda _now: []     # rebuild only; the timer publishes (instance attribute, removed below)
+        pending_partials = 0
+        try:
+            for m in msgs:
+                try:
+                    partial = orjson.loads(m.value)
+                except orjson.JSONDecodeError:
+                    continue
+                agg.add(partial, now)
+                pending_partials += partial.get("kind") != "progress" and partial["window_index"] > agg.published_upto
+        finally:
+            del agg.ready
+            agg.late = late           # not late arrivals: this is a re-read
+        report = {"published_upto": agg.published_upto, "messages": len(msgs), "partials": int(pending_partials),
+                  "windows_pending": sorted(agg.pending)}
+        log(_log, "aggregator restored", **report)
+        self.reports.append(report)
+        return report
+
+
 def install_replay(app: Any, processor: Any, settings: Settings, metrics: Any = None) -> WindowReplayer:
-    """Connect a :class:`WindowReplayer` to ``app``'s partition assignment and guard ``processor.process``
-    (an instance attribute wrapping the method: the agents call ``processor.process``)."""
+    """Connect a :class:`WindowReplayer` and an :class:`AggregatorRestorer` to ``app``'s partition
+    assignment, and guard ``processor.process`` / ``aggregate`` / ``aggregate_tick`` (instance attributes
+    wrapping the methods: the agents call them through ``processor``) so nothing new is processed before
+    the state it belongs to is back."""
     replayer = WindowReplayer(processor, settings, app.conf.id, metrics)
-    process = replayer.process
+    restorer = replayer.restorer = AggregatorRestorer(processor, settings, app.conf.id)
+    process, aggregate, aggregate_tick = replayer.process, processor.aggregate, processor.aggregate_tick
 
     def guarded(messages: list[Any], *args: Any, **kwargs: Any) -> Any:
         replayer.before_process(messages)
         return process(messages, *args, **kwargs)
 
-    processor.process = guarded
-    app.on_partitions_assigned.connect(replayer.on_partitions_assigned)
+    def guarded_aggregate(values: list[bytes], *args: Any, **kwargs: Any) -> Any:
+        restorer.finish()               # new partials after the re-read ones
+        return aggregate(values, *args, **kwargs)
+
+    def guarded_tick(*args: Any, **kwargs: Any) -> Any:
+        return [] if restorer.pending is not None else aggregate_tick(*args, **kwargs)
+
+    processor.process, processor.aggregate, processor.aggregate_tick = guarded, guarded_aggregate, guarded_tick
+
+    async def on_assigned(sender: Any, assigned: Iterable[Any], **_: Any) -> None:
+        assigned = list(assigned)
+        fut = restorer.start((tp.partition for tp in assigned if tp.topic == settings.topic_drift_partials),
+                             replayer._executor)
+        await replayer.on_partitions_assigned(sender, assigned)
+        if fut is not None:
+            try:
+                await asyncio.wrap_future(fut)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                pass            # reported by finish()
+            restorer.finish()
+
+    app.on_partitions_assigned.connect(on_assigned)
     return replayer

@@ -152,12 +152,70 @@ def test_new_events_wait_for_the_replay_of_their_partition(topic_with_data, scor
     restarted = StreamProcessor(scorer, s)
     replayer = install_replay(app, restarted, s)
     replayer.now = NOW
-    assert connected == [replayer.on_partitions_assigned]
+    assert len(connected) == 1
     assert replayer.start([0, 1]) is not None          # the read is under way in its thread
     _process(restarted, msgs[COMMITTED:])               # the agent gets new events of partition 0 at once
     assert not replayer.pending and [r["events"] for r in replayer.reports] == [COMMITTED - 2000]
     assert restarted.windows.open[0].sketch.to_dict() == whole.windows.open[0].sketch.to_dict()
     replayer.close()
+
+
+def test_aggregator_gets_back_the_partials_of_windows_it_had_not_published(broker_bootstrap, scorer):
+    """Partition 1 ran ahead: its partials of windows 2 and 3 were consumed (committed) while both windows
+    waited for partition 0, then the worker died. Windows 0 and 1 are in drift.stats already."""
+    from streams.replay import AggregatorRestorer
+
+    s = fresh_settings(broker_bootstrap, partitions=2, window_size=2 * SIZE)
+
+    def partial(p, k, complete=True):
+        return {"kind": "partial", "topic": s.topic_transactions, "window_index": k, "partition": p,
+                "complete": complete, "first_offset": k * SIZE, "last_offset": (k + 1) * SIZE - 1,
+                "window_messages": SIZE, "model_version": "v", "sent_at": 0.0, "sketch": {}}
+
+    def beat(p, k):
+        return {"kind": "progress", "topic": s.topic_transactions, "partition": p, "window_index": k,
+                "last_offset": k * SIZE + 5, "idle": False, "sent_at": 0.0}
+
+    records = [partial(0, 0), partial(1, 0), beat(0, 1), partial(0, 1), partial(1, 1), partial(1, 2), beat(0, 2),
+               partial(1, 3), beat(1, 4), beat(0, 2)]
+    p = make_producer(s)
+    for r in records:
+        p.send(s.topic_drift_partials, value=orjson.dumps(r), partition=0)
+    for k in (0, 1):
+        p.send(s.topic_drift_stats, key=s.topic_transactions.encode(), value=orjson.dumps({"window": {"index": k}}))
+    p.flush()
+    p.close()
+    group = f"{s.group_id}-scoring"
+    _commit_topic(s, group, s.topic_drift_partials, len(records))
+
+    proc = StreamProcessor(scorer, s)
+    restorer = AggregatorRestorer(proc, s, group, timeout_s=10.0)
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        assert restorer.start([0, 1], ex) is not None
+        report = restorer.finish()
+    agg = proc.aggregator
+    assert report == {"published_upto": 1, "messages": len(records), "partials": 2, "windows_pending": [2, 3]}
+    assert {k: sorted(v.partials) for k, v in agg.pending.items()} == {2: [1], 3: [1]}
+    assert agg.progress == {0: 2, 1: 4} and agg.late == 0
+    assert agg.ready(time.time()) == []            # window 2 still waits for partition 0 (alive)
+    assert agg.add(partial(0, 1), time.time()) == [] and agg.late == 1   # a re-delivered partial: not twice
+
+
+def _commit_topic(s, group_id: str, topic: str, offset: int) -> None:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    async def go():
+        c = AIOKafkaConsumer(group_id=group_id, enable_auto_commit=False, **aiokafka_config(s))
+        await c.start()
+        try:
+            tp = TopicPartition(topic, 0)
+            c.assign([tp])
+            await c.commit({tp: offset})
+        finally:
+            await c.stop()
+    asyncio.run(go())
 
 
 def test_without_replay_the_window_is_short(topic_with_data, scorer):
@@ -222,12 +280,23 @@ def _deliveries(s) -> dict[tuple[int, int, object], int]:
     return seen
 
 
+def _processed(worker) -> float:
+    import urllib.request
+
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{worker.metrics_port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return 0.0
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("breeboost_events_total{"))
+
+
 @pytest.mark.slow
 def test_worker_kill_mid_window_windows_exact(broker_bootstrap, paysim_model, tmp_path):
     from streams.windows import window_messages
     from tests.streamkit import Worker
     from tests.test_reliability import (_publish_in_background, expected_window_events, max_scored_offsets,
-                                        scores_count, wait_audit, wait_windows)
+                                        wait_audit, wait_windows)
 
     n, window_size = 20000, 4000
     s = fresh_settings(broker_bootstrap, partitions=2, window_size=window_size, window_idle_s=1.0)
@@ -239,9 +308,9 @@ def test_worker_kill_mid_window_windows_exact(broker_bootstrap, paysim_model, tm
         pub = _publish_in_background(s, "--count", str(n), "--seed", "43", "--no-labels", "--rate", "2000",
                                      "--scenario", "malformed:fraction=0.02")
         deadline = time.monotonic() + 30
-        while scores_count(s) < 4000 and time.monotonic() < deadline:
-            time.sleep(0.3)
-        first.kill()
+        while _processed(first) < 6000 and time.monotonic() < deadline:   # the worker's own count: fast to read
+            time.sleep(0.1)
+        first.kill()                                      # mid-stream: the publisher goes on for ~7 s
         reached = max_scored_offsets(s)
         second = Worker(s, paysim_model, tmp_path / "w2.log", role="scoring", **extra).wait_ready(90)
         _, err = pub.communicate(timeout=120)
@@ -251,6 +320,7 @@ def test_worker_kill_mid_window_windows_exact(broker_bootstrap, paysim_model, tm
         expected = expected_window_events(s, size)
         stats = wait_windows(s, max(expected))
         replays = _logged(tmp_path / "w2.log", "window replayed")
+        restored = _logged(tmp_path / "w2.log", "aggregator restored")
         got: dict[int, list[tuple[int, bool]]] = {}
         for x in stats:
             got.setdefault(x["window"]["index"], []).append((x["window"]["events"], x["window"]["complete"]))
@@ -258,7 +328,8 @@ def test_worker_kill_mid_window_windows_exact(broker_bootstrap, paysim_model, tm
         twice_in_replayed = sum(c > 1 for (p, off, _), c in deliveries.items()
                                 for r in replays if r["partition"] == p and r["from"] <= off < r["to"])
         print(f"kill mid-window: scored up to {reached} at the kill; replays "
-              f"{[(r['partition'], r['from'], r['to'], r['events']) for r in replays]}; windows expected "
+              f"{[(r['partition'], r['from'], r['to'], r['events']) for r in replays]}; aggregator restored "
+              f"{[(r['published_upto'], r['windows_pending']) for r in restored]}; windows expected "
               f"{expected}, published (events, complete) {got}; duplicate deliveries "
               f"{sum(c - 1 for c in deliveries.values())} ({twice_in_replayed} in replayed ranges)")
         # the worker died mid-window on each partition it had read: the restarted one replayed those
