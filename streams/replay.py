@@ -192,6 +192,7 @@ class WindowReplayer:
         self.assigned: set[int] = set()
         self.reports: list[dict] = []
         self._executor = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="window-replay")
+        self.restorer = AggregatorRestorer(processor, settings, group_id, timeout_s)
 
     # -- reading (in the replay thread) ----------------------------------------------------------
     async def _read(self, partitions: list[int], open_index: dict[int, int]) -> tuple[list[ReplayPlan], dict]:
@@ -238,6 +239,13 @@ class WindowReplayer:
         """Feed pending replays before a micro-batch that holds one of their partitions (waits for the
         read: at most ``2 * timeout_s``, in practice well under a second)."""
         if self.pending and not self.pending.keys().isdisjoint({m.partition for m in messages}):
+            self.finish()
+
+    async def ready(self, messages: list[Any]) -> None:
+        """:meth:`before_process` without blocking the event loop, for an agent that can await it."""
+        if self.pending and not self.pending.keys().isdisjoint({m.partition for m in messages}):
+            for fut in set(self.pending.values()):
+                await asyncio.wait([asyncio.wrap_future(fut)])
             self.finish()
 
     def finish(self) -> list[dict]:
@@ -288,9 +296,16 @@ class WindowReplayer:
         return self.finish()
 
     async def on_partitions_assigned(self, sender: Any, assigned: Iterable[Any], **_: Any) -> None:
-        """Faust's ``app.on_partitions_assigned`` receiver."""
+        """Faust's ``app.on_partitions_assigned`` receiver: the windows of ``transactions`` partitions and,
+        if ``drift.partials`` is assigned, the aggregator (:class:`AggregatorRestorer`)."""
+        assigned = list(assigned)
+        restorer = self.restorer
+        fut = restorer.start((tp.partition for tp in assigned if tp.topic == self.settings.topic_drift_partials),
+                             self._executor)
         topic = self.settings.topic_transactions
         await self.replay(tp.partition for tp in assigned if tp.topic == topic)
+        if fut is not None:
+            await restorer.ready()
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -383,6 +398,12 @@ class AggregatorRestorer:
         self.pending = executor.submit(lambda: asyncio.run(self._read(new)))
         return self.pending
 
+    async def ready(self) -> None:
+        """Feed a pending re-read (awaiting it) before new partials are aggregated."""
+        if self.pending is not None:
+            await asyncio.wait([asyncio.wrap_future(self.pending)])
+            self.finish()
+
     def finish(self) -> dict | None:
         fut, self.pending = self.pending, None
         if fut is None:
@@ -417,12 +438,13 @@ class AggregatorRestorer:
 
 
 def install_replay(app: Any, processor: Any, settings: Settings, metrics: Any = None) -> WindowReplayer:
-    """Connect a :class:`WindowReplayer` and an :class:`AggregatorRestorer` to ``app``'s partition
-    assignment, and guard ``processor.process`` / ``aggregate`` / ``aggregate_tick`` (instance attributes
-    wrapping the methods: the agents call them through ``processor``) so nothing new is processed before
-    the state it belongs to is back."""
+    """Connect a :class:`WindowReplayer` (windows and aggregator) to ``app``'s partition assignment, and
+    guard ``processor.process`` / ``aggregate`` / ``aggregate_tick`` (instance attributes wrapping the
+    methods: the agents call them through ``processor``) so nothing new is processed before the state it
+    belongs to is back. An app whose agents await :meth:`WindowReplayer.ready` and
+    :meth:`AggregatorRestorer.ready` themselves needs only the ``connect``."""
     replayer = WindowReplayer(processor, settings, app.conf.id, metrics)
-    restorer = replayer.restorer = AggregatorRestorer(processor, settings, app.conf.id)
+    restorer = replayer.restorer
     process, aggregate, aggregate_tick = replayer.process, processor.aggregate, processor.aggregate_tick
 
     def guarded(messages: list[Any], *args: Any, **kwargs: Any) -> Any:
@@ -437,20 +459,5 @@ def install_replay(app: Any, processor: Any, settings: Settings, metrics: Any = 
         return [] if restorer.pending is not None else aggregate_tick(*args, **kwargs)
 
     processor.process, processor.aggregate, processor.aggregate_tick = guarded, guarded_aggregate, guarded_tick
-
-    async def on_assigned(sender: Any, assigned: Iterable[Any], **_: Any) -> None:
-        assigned = list(assigned)
-        fut = restorer.start((tp.partition for tp in assigned if tp.topic == settings.topic_drift_partials),
-                             replayer._executor)
-        await replayer.on_partitions_assigned(sender, assigned)
-        if fut is not None:
-            try:
-                await asyncio.wrap_future(fut)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                pass            # reported by finish()
-            restorer.finish()
-
-    app.on_partitions_assigned.connect(on_assigned)
+    app.on_partitions_assigned.connect(replayer.on_partitions_assigned)
     return replayer

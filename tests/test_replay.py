@@ -159,6 +159,18 @@ def test_new_events_wait_for_the_replay_of_their_partition(topic_with_data, scor
     assert restarted.windows.open[0].sketch.to_dict() == whole.windows.open[0].sketch.to_dict()
     replayer.close()
 
+    # the same, awaited by an agent (the loop stays free while the read runs)
+    again = StreamProcessor(scorer, s)
+    replayer = WindowReplayer(again, s, group, now=NOW)
+
+    async def agent():
+        replayer.start([0, 1])
+        await replayer.ready(msgs[COMMITTED:COMMITTED + 10])
+        return _process(again, msgs[COMMITTED:])
+    asyncio.run(agent())
+    assert again.windows.open[0].sketch.to_dict() == whole.windows.open[0].sketch.to_dict()
+    replayer.close()
+
 
 def test_aggregator_gets_back_the_partials_of_windows_it_had_not_published(broker_bootstrap, scorer):
     """Partition 1 ran ahead: its partials of windows 2 and 3 were consumed (committed) while both windows
@@ -292,14 +304,15 @@ def _processed(worker) -> float:
 
 
 @pytest.mark.slow
-def test_worker_kill_mid_window_windows_exact(broker_bootstrap, paysim_model, tmp_path):
+@pytest.mark.parametrize("partitions", [2, 4])
+def test_worker_kill_mid_window_windows_exact(broker_bootstrap, paysim_model, tmp_path, partitions):
     from streams.windows import window_messages
     from tests.streamkit import Worker
     from tests.test_reliability import (_publish_in_background, expected_window_events, max_scored_offsets,
                                         wait_audit, wait_windows)
 
     n, window_size = 20000, 4000
-    s = fresh_settings(broker_bootstrap, partitions=2, window_size=window_size, window_idle_s=1.0)
+    s = fresh_settings(broker_bootstrap, partitions=partitions, window_size=window_size, window_idle_s=1.0)
     extra = dict(window_size=window_size, window_idle_s=1.0)
     size = window_messages(window_size, s.partitions)
     first = Worker(s, paysim_model, tmp_path / "w1.log", role="scoring", **extra).wait_ready(90)
@@ -327,7 +340,7 @@ def test_worker_kill_mid_window_windows_exact(broker_bootstrap, paysim_model, tm
         deliveries = _deliveries(s)
         twice_in_replayed = sum(c > 1 for (p, off, _), c in deliveries.items()
                                 for r in replays if r["partition"] == p and r["from"] <= off < r["to"])
-        print(f"kill mid-window: scored up to {reached} at the kill; replays "
+        print(f"kill mid-window ({partitions} partitions): scored up to {reached} at the kill; replays "
               f"{[(r['partition'], r['from'], r['to'], r['events']) for r in replays]}; aggregator restored "
               f"{[(r['published_upto'], r['windows_pending']) for r in restored]}; windows expected "
               f"{expected}, published (events, complete) {got}; duplicate deliveries "
