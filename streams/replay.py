@@ -389,7 +389,9 @@ class AggregatorRestorer:
             except Exception:   # pragma: no cover
                 pass
 
-    def start(self, partitions: Iterable[int], executor: concurrent.futures.Executor) -> concurrent.futures.Future | None:
+    def start(self, partitions: Iterable[int],
+              executor: concurrent.futures.Executor) -> concurrent.futures.Future | None:
+        """Start the re-read if ``drift.partials`` partitions are newly assigned (and none is under way)."""
         partitions = set(partitions)
         new = sorted(partitions - self.assigned)
         self.assigned = partitions
