@@ -22,7 +22,7 @@ from bench.env import CACHE_DIR, BenchEnv, train_or_load_model
 
 #: Run sizes: quick mode keeps the same measurements at smaller counts (< 2 minutes).
 SIZES = {
-    "quick": dict(events=60_000, repeats=1, raw_events=100_000, batched_tx=300_000, envelope=500,
+    "quick": dict(events=40_000, repeats=3, raw_events=100_000, batched_tx=300_000, envelope=500,
                   latency_s=4.0, latency_waits=(), scale_tx=300_000, memory_tx=0, floor_variants=False,
                   evidently_install=False),
     "full": dict(events=150_000, repeats=3, raw_events=300_000, batched_tx=1_000_000, envelope=500,
