@@ -33,6 +33,17 @@ def client_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     return cfg
 
 
+def aiokafka_config(settings: Settings) -> dict[str, Any]:
+    """The same connection settings for aiokafka clients, which take an SSL context instead of a CA file."""
+    import ssl
+
+    cfg = client_config(settings)
+    cafile = cfg.pop("ssl_cafile", None)
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        cfg["ssl_context"] = ssl.create_default_context(cafile=cafile)
+    return cfg
+
+
 def make_producer(settings: Settings, **extra: Any):
     """A kafka-python producer with ``acks=all`` and batching suited to bulk publishing."""
     from kafka import KafkaProducer

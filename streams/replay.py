@@ -22,15 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import inspect
 import logging
-import ssl
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, AsyncIterator, Iterable
 
 import orjson
 
+from breeboost.kafka_io import aiokafka_config
 from breeboost.logs import log
 from breeboost.settings import Settings
 from streams.pipeline import Msg
@@ -63,16 +64,23 @@ def plan_replay(committed: int | None, size: int, partition: int, open_index: in
     return ReplayPlan(partition, committed - committed % size, committed)
 
 
-def aiokafka_config(settings: Settings) -> dict[str, Any]:
-    """aiokafka client arguments for ``settings`` (bootstrap and security, as the worker connects)."""
-    cfg: dict[str, Any] = {"bootstrap_servers": settings.bootstrap.split(","),
-                           "security_protocol": settings.security_protocol}
-    if settings.security_protocol.startswith("SASL"):
-        cfg.update(sasl_mechanism=settings.sasl_mechanism, sasl_plain_username=settings.sasl_username,
-                   sasl_plain_password=settings.sasl_password.reveal())
-    if settings.security_protocol in ("SSL", "SASL_SSL"):
-        cfg["ssl_context"] = ssl.create_default_context(cafile=settings.ssl_cafile or None)
-    return cfg
+@contextlib.asynccontextmanager
+async def _group_consumer(settings: Settings, group_id: str, timeout_s: float) -> AsyncIterator[Any]:
+    """A started aiokafka consumer that knows ``group_id``'s committed offsets without joining the group
+    (it reads by assignment); stopped on exit."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(group_id=group_id, enable_auto_commit=False, auto_offset_reset="earliest",
+                                fetch_max_wait_ms=50, request_timeout_ms=int(timeout_s * 1000) + 5000,
+                                **aiokafka_config(settings))
+    try:
+        await asyncio.wait_for(consumer.start(), timeout_s)
+        yield consumer
+    finally:
+        try:
+            await consumer.stop()
+        except Exception:   # pragma: no cover - closing a consumer that never connected
+            pass
 
 
 async def read_range(consumer: Any, topic: str, plans: list[ReplayPlan], timeout_s: float) -> dict[int, list[Msg]]:
@@ -196,14 +204,10 @@ class WindowReplayer:
 
     # -- reading (in the replay thread) ----------------------------------------------------------
     async def _read(self, partitions: list[int], open_index: dict[int, int]) -> tuple[list[ReplayPlan], dict]:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka import TopicPartition
 
         topic = self.settings.topic_transactions
-        consumer = AIOKafkaConsumer(group_id=self.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
-                                    fetch_max_wait_ms=50, request_timeout_ms=int(self.timeout_s * 1000) + 5000,
-                                    **aiokafka_config(self.settings))
-        try:
-            await asyncio.wait_for(consumer.start(), self.timeout_s)
+        async with _group_consumer(self.settings, self.group_id, self.timeout_s) as consumer:
             plans = []
             for p in partitions:
                 c = await asyncio.wait_for(consumer.committed(TopicPartition(topic, p)), self.timeout_s)
@@ -211,11 +215,6 @@ class WindowReplayer:
                 if plan is not None:
                     plans.append(plan)
             return plans, await read_range(consumer, topic, plans, self.timeout_s)
-        finally:
-            try:
-                await consumer.stop()
-            except Exception:   # pragma: no cover - closing a consumer that never connected
-                pass
 
     def _read_blocking(self, partitions: list[int], open_index: dict[int, int]) -> tuple[list[ReplayPlan], dict]:
         return asyncio.run(self._read(partitions, open_index))
@@ -367,14 +366,10 @@ class AggregatorRestorer:
         self.reports: list[dict] = []
 
     async def _read(self, partitions: list[int]) -> tuple[int, list[Msg]]:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka import TopicPartition
 
         topic = self.settings.topic_drift_partials
-        consumer = AIOKafkaConsumer(group_id=self.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
-                                    fetch_max_wait_ms=50, request_timeout_ms=int(self.timeout_s * 1000) + 5000,
-                                    **aiokafka_config(self.settings))
-        try:
-            await asyncio.wait_for(consumer.start(), self.timeout_s)
+        async with _group_consumer(self.settings, self.group_id, self.timeout_s) as consumer:
             plans = []
             for p in partitions:
                 c = await asyncio.wait_for(consumer.committed(TopicPartition(topic, p)), self.timeout_s)
@@ -383,11 +378,6 @@ class AggregatorRestorer:
             last = await last_published_window(consumer, self.settings.topic_drift_stats, self.timeout_s)
             read = await read_range(consumer, topic, plans, self.timeout_s)
             return last, [m for p in sorted(read) for m in read[p]]
-        finally:
-            try:
-                await consumer.stop()
-            except Exception:   # pragma: no cover
-                pass
 
     def start(self, partitions: Iterable[int],
               executor: concurrent.futures.Executor) -> concurrent.futures.Future | None:
