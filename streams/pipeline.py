@@ -600,6 +600,7 @@ def encode_scores(tids: list, prob: list, label: list, origin: list[int], item: 
             out.append(b"[" + start + b"".join(rows[7 * a:7 * b - 1]) + close)
     return out
 
+
 def _concept(label_counts: list[dict]) -> dict:
     tot = {"n": 0, "tp": 0, "fp": 0, "fn": 0, "tn": 0, "brier": 0.0, "abs_error": 0.0}
     for c in label_counts:
