@@ -40,7 +40,7 @@ import numpy as np
 
 from models.spec import FeatureSpec, load_spec
 
-__all__ = ["Reject", "Validated", "validate_records", "validate_columns", "REASONS"]
+__all__ = ["Reject", "Validated", "validate_records", "validate_pulled", "validate_columns", "REASONS"]
 
 REASONS = ("missing_field", "wrong_type", "not_finite", "negative_amount", "negative_value",
            "unknown_category", "not_an_object")
@@ -300,6 +300,42 @@ def validate_records(records: Sequence[Any], spec: FeatureSpec, pulled: Mapping[
     def raw(name: str | None, i: int) -> Any:
         return records[i] if name is None else recs[i].get(name)
 
+    return _validate_fields(get, raw, n, spec, first)
+
+
+def validate_pulled(columns: Mapping[str, list], spec: FeatureSpec) -> Validated:
+    """Validate records already pulled apart into columns of plain values (``{name: [value of each
+    record]}``, ``None`` where a record lacks the field; the spec's required fields and, when the records
+    may carry them, its id and event-time columns), with the same rules and results as
+    :func:`validate_records` on the records themselves. :class:`streams.decode.TypedDecoder` gives
+    such columns straight from JSON.
+
+    >>> spec = load_spec()
+    >>> cols = {"step": [1, 2], "type": ["PAYMENT", "GIFT"], "amount": [9.5, 3.0], "oldbalanceOrg": [1.0, 1.0],
+    ...         "newbalanceOrig": [0.0, 0.0], "oldbalanceDest": [0.0, 0.0], "newbalanceDest": [0.0, 0.0],
+    ...         "transaction_id": ["tx-1", "tx-2"]}
+    >>> v = validate_pulled(cols, spec)
+    >>> v.accepted.tolist(), v.columns["transaction_id"].tolist(), [(r.position, r.reason) for r in v.rejects]
+    ([0], ['tx-1'], [(1, 'unknown_category')])
+    """
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) > 1:
+        from models.errors import DataError
+        raise DataError(f"columns have different lengths: {sorted(lengths)}")
+    n = lengths.pop() if lengths else 0
+    absent = [None] * n
+
+    def get(name: str) -> list:
+        return columns.get(name, absent)
+
+    def raw(name: str | None, i: int) -> Any:
+        return None if name is None else get(name)[i]
+
+    return _validate_fields(get, raw, n, spec, None)
+
+
+def _validate_fields(get: Any, raw: Any, n: int, spec: FeatureSpec, first: np.ndarray | None) -> Validated:
+    """:func:`_validate` with the id and event-time columns kept when the records carry them."""
     extra: dict[str, np.ndarray] = {}
     if spec.id is not None:
         ids = get(spec.id)

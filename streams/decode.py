@@ -14,11 +14,13 @@ from __future__ import annotations
 import base64
 import time
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from operator import attrgetter
+from typing import Any, Iterable, NamedTuple
 
+import msgspec
 import orjson
 
-__all__ = ["DecodedBatch", "Rejected", "decode_messages", "dlq_record", "REASONS"]
+__all__ = ["DecodedBatch", "Rejected", "TypedBatch", "TypedDecoder", "decode_messages", "dlq_record", "REASONS"]
 
 _DICT = {dict}
 
@@ -104,6 +106,75 @@ def decode_messages(values: list[bytes | None], max_bytes: int) -> DecodedBatch:
         else:
             rejects.append(Rejected(i, None, "not_an_object", f"JSON {type(doc).__name__}, expected an object"))
     return out
+
+
+@dataclass
+class TypedBatch:
+    columns: dict[str, list]   # field name -> the value of every transaction, in order
+    origins: list[int]         # message index of each transaction
+    items: list[int | None]    # position inside its envelope, None if not one
+
+    def __len__(self) -> int:
+        return len(self.origins)
+
+
+class TypedDecoder:
+    """The usual batch decoded straight into columns: every message a transaction object, or a non-empty
+    array of them, whose fields have their expected JSON types (numbers, strings; other fields ignored).
+
+    msgspec checks the types while it parses and allocates no dict per transaction: ~0.65 us a
+    transaction, where ``orjson.loads`` into dicts and pulling the fields out cost ~1.3-1.8 us. Any other
+    batch (a message that is not JSON, a null or misspelt field, a bool where a number goes, an empty
+    envelope, ...) gives ``None``: the caller takes :func:`decode_messages`, which gives each odd message
+    its reason. Value rules (finite, non-negative, known category) are the validator's, on both paths.
+
+    >>> d = TypedDecoder(numeric=["amount"], strings=["type"], optional_strings=["transaction_id"])
+    >>> b = d.decode([b'{"amount": 5, "type": "PAYMENT", "x": [1]}', b'[{"amount": 1.5, "type": "DEBIT", "transaction_id": "t"}]'], 100)
+    >>> b.columns, b.origins, b.items
+    ({'amount': [5.0, 1.5], 'type': ['PAYMENT', 'DEBIT'], 'transaction_id': [None, 't']}, [0, 1], [None, 0])
+    >>> d.decode([b'{"amount": "5", "type": "PAYMENT"}'], 100) is None, d.decode([b'[]'], 100) is None
+    (True, True)
+    """
+
+    def __init__(self, numeric: Iterable[str], strings: Iterable[str] = (), optional_numeric: Iterable[str] = (),
+                 optional_strings: Iterable[str] = ()) -> None:
+        kinds = [(n, float, False) for n in numeric] + [(n, str, False) for n in strings]
+        kinds += [(n, float | None, True) for n in optional_numeric] + [(n, str | None, True) for n in optional_strings]
+        names = [n for n, _, _ in kinds]
+        if len(set(names)) != len(names):
+            raise ValueError(f"a field is listed twice: {names}")
+        # attributes f0, f1, ... renamed to the JSON field names (which need not be identifiers)
+        fields = [(f"f{i}", t, None) if optional else (f"f{i}", t) for i, (_, t, optional) in enumerate(kinds)]
+        tx = msgspec.defstruct("Transaction", fields, rename={f"f{i}": n for i, n in enumerate(names)}, gc=False)
+        self.names = names
+        self._decode = msgspec.json.Decoder(tx | list[tx]).decode
+        self._getters = [(n, attrgetter(f"f{i}")) for i, n in enumerate(names)]
+        self._tx = tx
+
+    def decode(self, values: list[bytes | None], max_bytes: int) -> TypedBatch | None:
+        try:
+            if max(map(len, values), default=0) > max_bytes:
+                return None
+            docs = list(map(self._decode, values))
+        except (TypeError, msgspec.DecodeError):   # a null value; not JSON; a field of another type
+            return None
+        tx = self._tx
+        if set(map(type, docs)) == {tx}:   # one transaction a message
+            rows, origins, items = docs, list(range(len(docs))), [None] * len(docs)
+        else:
+            rows, origins, items = [], [], []
+            for i, doc in enumerate(docs):
+                if type(doc) is tx:
+                    rows.append(doc)
+                    origins.append(i)
+                    items.append(None)
+                elif not doc:   # an empty envelope: its reason comes from decode_messages
+                    return None
+                else:
+                    rows += doc
+                    origins += [i] * len(doc)
+                    items += range(len(doc))
+        return TypedBatch({n: list(map(g, rows)) for n, g in self._getters}, origins, items)
 
 
 def _tx_id(record: Any) -> str | None:

@@ -19,7 +19,7 @@ import orjson
 
 from breeboost.logs import log
 from breeboost.settings import Settings
-from streams.decode import decode_messages, dlq_record
+from streams.decode import TypedDecoder, decode_messages, dlq_record
 from streams.metrics import observe_many
 from streams.windows import Aggregator, PartitionWindows, window_messages
 
@@ -102,6 +102,7 @@ class StreamProcessor:
         self.spec = scorer.spec
         self.profile = scorer.profile
         self.compiled = self._compile(scorer.profile)   # compiled once: new windows are cheap
+        self._typed = typed_decoder(self.spec)
         self._profiles = getattr(self, "_profiles", {})
         self._profiles[scorer.version] = (scorer.profile, self.compiled)
         size = window_messages(self.settings.window_size, self.settings.partitions)
@@ -121,26 +122,47 @@ class StreamProcessor:
 
     # -- scoring ---------------------------------------------------------------------------------
     def process(self, messages: list[Message], now: float | None = None) -> Outcome:
-        from models.validation import validate_records
+        from models.validation import validate_pulled, validate_records
 
         t0 = time.perf_counter()
         now = time.time() if now is None else now
         out = Outcome()
         # columns of the batch's messages, read once (Faust's Message attributes are not free)
         keys, part_l, off_l, ts_l, values = [list(map(g, messages)) for g in _MSG_ATTRS]
-        decoded = decode_messages(values, self.settings.max_message_bytes)
         # (message index, item, reason, detail, transaction id, record or None, field)
-        rejected: list[tuple[int, int | None, str, str, str | None, Any, str | None]] = [
-            (r.message, r.item, r.reason, r.detail, None, None, None) for r in decoded.rejects]
-        records, origins, items, ids = self._dedup(decoded.records, decoded.origins, decoded.items, part_l,
-                                                   off_l, rejected)
+        rejected: list[tuple[int, int | None, str, str, str | None, Any, str | None]] = []
+        typed = self._typed.decode(values, self.settings.max_message_bytes) if self._typed else None
+        if typed is not None:   # the usual batch: columns straight from the bytes, no dict per event
+            columns, origins, items = typed.columns, typed.origins, typed.items
+            ids = columns["transaction_id"]
+            original = _Originals(values).record
 
-        validated = validate_records(records, self.spec, {"transaction_id": ids})
+            def record_at(j: int) -> Any:   # after de-duplication: of the records it kept
+                return original(origins[j], items[j])
+
+            keep = self._dedup(ids, origins, items, part_l, off_l, rejected, record_at)
+            if keep is not None:
+                columns = {k: [v[j] for j in keep] for k, v in columns.items()}
+                origins, items, ids = [origins[j] for j in keep], [items[j] for j in keep], columns["transaction_id"]
+            validated = validate_pulled(columns, self.spec)
+        else:   # anything odd in the batch: decoded one message at a time, each odd one with its reason
+            decoded = decode_messages(values, self.settings.max_message_bytes)
+            rejected += [(r.message, r.item, r.reason, r.detail, None, None, None) for r in decoded.rejects]
+            records, origins, items = decoded.records, decoded.origins, decoded.items
+            try:
+                ids = list(map(_GET_ID, records))
+            except KeyError:
+                ids = [r.get("transaction_id") for r in records]
+            keep = self._dedup(ids, origins, items, part_l, off_l, rejected, records.__getitem__)
+            if keep is not None:
+                records, origins = [records[j] for j in keep], [origins[j] for j in keep]
+                items, ids = [items[j] for j in keep], [ids[j] for j in keep]
+            validated = validate_records(records, self.spec, {"transaction_id": ids})
+            record_at = records.__getitem__
         for rej in validated.rejects:
-            rec = records[rej.position]
-            tid = rec.get("transaction_id") if isinstance(rec, dict) else None
+            tid = ids[rej.position]
             rejected.append((origins[rej.position], items[rej.position], rej.reason, rej.detail,
-                             tid if isinstance(tid, str) else None, rec, rej.field))
+                             tid if isinstance(tid, str) else None, record_at(rej.position), rej.field))
 
         accepted = np.asarray(validated.accepted, dtype=np.int64)
         n_ok = int(accepted.size)
@@ -183,11 +205,12 @@ class StreamProcessor:
             observe_many(mt.event_latency, np.maximum(0.0, now - ts[ts > 0]))
         return out
 
-    def _dedup(self, records: list, origins: list[int], items: list, part_l: list[int], off_l: list[int],
-               rejected: list) -> tuple[list, list[int], list, list]:
-        """Drop (dead-letter) records whose transaction_id was seen at another position; returns the kept
-        records, origins, items and transaction ids. The common case, a batch of new distinct string ids,
-        takes C-level passes only (map, zip, update).
+    def _dedup(self, ids: list, origins: list[int], items: list, part_l: list[int], off_l: list[int],
+               rejected: list, record_at: Any) -> list[int] | None:
+        """Dead-letter records whose transaction_id was seen at another position; returns the positions
+        kept, or ``None`` when every record is kept. The common case, a batch of new distinct string ids,
+        takes C-level passes only (map, zip, update). ``record_at(j)``: the record at position ``j``, for
+        its dead letter.
 
         ``_seen`` maps an id to where it was first seen: ``(partition, offset, item)``, or in the common
         case just ``(partition, offset)``, one tuple shared by a message's records (not one per event). The
@@ -195,34 +218,24 @@ class StreamProcessor:
         once in that message, and a message at a given offset never changes; seeing the id again in the
         same message is therefore seeing the same record again (a redelivery), never a duplicate."""
         seen = self._seen
-        try:
-            ids = list(map(_GET_ID, records))
-        except KeyError:
-            ids = [r.get("transaction_id") for r in records]
         if ids and set(map(type, ids)) == _STR and len(set(ids)) == len(ids) and seen.isdisjoint(ids):
             where_msg = list(zip(part_l, off_l))
             seen.update(zip(ids, map(where_msg.__getitem__, origins)))
-            return records, origins, items, ids
-        kept_r: list = []
-        kept_o: list[int] = []
-        kept_i: list = []
-        kept_t: list = []
-        for rec, tid, origin, item in zip(records, ids, origins, items):
+            return None
+        keep: list[int] = []
+        for j, (tid, origin, item) in enumerate(zip(ids, origins, items)):
             if type(tid) is str:
                 where = (part_l[origin], off_l[origin], item)
                 prev = seen.get(tid)
                 if prev is not None and prev != where and prev != where[:2]:
                     rejected.append((origin, item, "duplicate_id",
                                      f"transaction_id {tid!r} already seen at partition {prev[0]} offset {prev[1]}",
-                                     tid, rec, None))
+                                     tid, record_at(j), None))
                     continue
                 if prev is None:
                     seen.update(((tid, where),))
-            kept_r.append(rec)
-            kept_o.append(origin)
-            kept_i.append(item)
-            kept_t.append(tid)
-        return kept_r, kept_o, kept_i, kept_t
+            keep.append(j)
+        return None if len(keep) == len(ids) else keep
 
     def _score_records(self, columns: dict, prob: np.ndarray, label: np.ndarray, acc_origin: np.ndarray,
                        acc_item: list, keys: list, part_l: list[int], off_l: list[int], ts_l: list,
@@ -533,6 +546,34 @@ def balance_mismatch(features: Any) -> np.ndarray | None:
     if "errorBalanceOrig" not in num or "oldbalanceOrg" not in num:
         return None
     return (np.abs(num["errorBalanceOrig"]) > 0.01) & (num["oldbalanceOrg"] > 0)
+
+
+def typed_decoder(spec: Any) -> TypedDecoder | None:
+    """The columnar decoder of ``spec``'s transactions: its required fields with their JSON types, the
+    transaction_id (de-duplication's key) and the event time optional. ``None`` when the spec names
+    another id column (de-duplication reads transaction_id; such a stream takes the general path)."""
+    if spec.id not in (None, "transaction_id"):
+        return None
+    strings = [f for f in spec.required_fields if f in spec.category_map or f in spec.categorical]
+    numeric = [f for f in spec.required_fields if f not in strings]
+    optional_numeric = [spec.event_time] if spec.event_time and spec.event_time not in spec.required_fields else []
+    optional_strings = ["transaction_id"] if "transaction_id" not in spec.required_fields else []
+    return TypedDecoder(numeric, strings, optional_numeric, optional_strings)
+
+
+class _Originals:
+    """The original record of a transaction, for its dead letter, when the batch was decoded into columns:
+    its message parsed again (once) with orjson, as :func:`streams.decode.decode_messages` gives it."""
+
+    def __init__(self, values: list[bytes]) -> None:
+        self.values = values
+        self._docs: dict[int, Any] = {}
+
+    def record(self, origin: int, item: int | None) -> Any:
+        doc = self._docs.get(origin)
+        if doc is None:
+            doc = self._docs[origin] = orjson.loads(self.values[origin])
+        return doc if item is None else doc[item]
 
 
 _STR = {str}

@@ -562,6 +562,27 @@ def test_messy_values_match_the_reference(make):
     run_both(make, [_layout(values)])
 
 
+def test_typed_batches_with_rejects_match_the_reference(make):
+    """Batches the columnar decoder takes (every field of its JSON type) whose values are still rejected
+    (negative, unknown category), with duplicate, null and absent ids and absent event times: the dead
+    letters carry the original records, re-read from their messages, as the general path gives them."""
+    recs = _clean(80, seed=12)
+    spoil = [("amount", -1.0), ("type", "BITCOIN"), ("oldbalanceOrg", -3.0), ("newbalanceDest", -0.5),
+             ("transaction_id", None), ("event_time", None), ("amount", 0), ("step", 3.5)]
+    for r, (k, v) in zip(recs[3:], spoil):
+        r[k] = v
+    del recs[20]["transaction_id"]
+    del recs[21]["event_time"]
+    recs[30]["transaction_id"] = recs[2]["transaction_id"]      # a duplicate inside the first batch
+    batch1 = _layout(_envelopes(recs[:40], 9) + [orjson.dumps(r) for r in recs[40:60]])
+    again = _layout(_envelopes(recs[5:12], 4) + [orjson.dumps(recs[45])], start=100)   # seen ids, new offsets
+    batch3 = _layout([orjson.dumps(r) for r in recs[60:]], start=200) + batch1[:2]       # + a redelivery
+    prod = make(StreamProcessor)
+    for batch in (batch1, again, batch3):
+        assert prod._typed.decode([m.value for m in batch], MAX_BYTES) is not None   # the columnar path
+    run_both(make, [batch1, again, batch3])
+
+
 def test_timestamps_and_keys_match_the_reference(make):
     """No Kafka timestamp (latency null), no key, a batch of only rejects, an empty batch."""
     recs = _clean(12, seed=9)
