@@ -23,7 +23,7 @@ from streams.decode import TypedDecoder, decode_messages, dlq_record
 from streams.metrics import observe_many
 from streams.windows import Aggregator, PartitionWindows, window_messages
 
-__all__ = ["BufferedSketch", "Message", "Outcome", "RecentMap", "StreamProcessor", "encode_scores"]
+__all__ = ["BufferedSketch", "Message", "Outcome", "RecentMap", "RecentTransactions", "StreamProcessor", "encode_scores"]
 
 _log = logging.getLogger("breeboost.pipeline")
 Record = tuple[bytes | None, bytes]
@@ -67,19 +67,17 @@ class StreamProcessor:
     """Decode, de-duplicate, validate, score and window micro-batches; merge window partials; join labels."""
 
     def __init__(self, scorer: Any, settings: Settings, metrics: Any = None, model_dir: str | None = None,
-                 dedup_horizon: int = 200_000, label_horizon: int = 500_000, sketch_buffer: int = 4096) -> None:
+                 horizon: int = 500_000, sketch_buffer: int = 4096) -> None:
         from detectors.window import WindowSketch
 
         self.settings = settings
         self.metrics = metrics
         self.model_dir = model_dir
-        self.dedup_horizon = dedup_horizon
-        self.label_horizon = label_horizon
+        self.horizon = horizon
         if sketch_buffer < 1:
             raise ValueError(f"sketch_buffer must be >= 1, got {sketch_buffer}")
         self.sketch_buffer = sketch_buffer
-        self._seen = RecentMap(dedup_horizon)     # id -> (partition, offset, item) where first seen
-        self._recent = RecentMap(label_horizon)   # id -> (prob, label, partition)
+        self._recent = RecentTransactions(horizon)   # de-duplication and the label join
         self._label_counts: dict[int, dict[str, float]] = {}
         self._sketch_cls = WindowSketch
         from detectors.window import compile_profile
@@ -140,7 +138,7 @@ class StreamProcessor:
             def record_at(j: int) -> Any:   # after de-duplication: of the records it kept
                 return original(origins[j], items[j])
 
-            keep = self._dedup(ids, origins, items, part_l, off_l, rejected, record_at)
+            keep, seqs = self._dedup(ids, origins, items, part_l, off_l, rejected, record_at)
             if keep is not None:
                 columns = {k: [v[j] for j in keep] for k, v in columns.items()}
                 origins, items, ids = [origins[j] for j in keep], [items[j] for j in keep], columns["transaction_id"]
@@ -153,7 +151,7 @@ class StreamProcessor:
                 ids = list(map(_GET_ID, records))
             except KeyError:
                 ids = [r.get("transaction_id") for r in records]
-            keep = self._dedup(ids, origins, items, part_l, off_l, rejected, records.__getitem__)
+            keep, seqs = self._dedup(ids, origins, items, part_l, off_l, rejected, records.__getitem__)
             if keep is not None:
                 records, origins = [records[j] for j in keep], [origins[j] for j in keep]
                 items, ids = [items[j] for j in keep], [ids[j] for j in keep]
@@ -177,6 +175,7 @@ class StreamProcessor:
                 acc_item = [items[i] for i in accepted.tolist()]
             else:   # every record accepted, in order
                 acc_origin, acc_item = np.asarray(origins, dtype=np.int64), items
+            self._recent.set_scores(seqs[accepted] if validated.rejects else seqs, prob, label)
             self._score_records(validated.columns, prob, label, acc_origin, acc_item, keys, part_l, off_l, ts_l,
                                 now, out)
         for origin, item, reason, detail, tid, rec, fld in rejected:
@@ -206,36 +205,38 @@ class StreamProcessor:
         return out
 
     def _dedup(self, ids: list, origins: list[int], items: list, part_l: list[int], off_l: list[int],
-               rejected: list, record_at: Any) -> list[int] | None:
-        """Dead-letter records whose transaction_id was seen at another position; returns the positions
-        kept, or ``None`` when every record is kept. The common case, a batch of new distinct string ids,
-        takes C-level passes only (map, zip, update). ``record_at(j)``: the record at position ``j``, for
-        its dead letter.
+               rejected: list, record_at: Any) -> tuple[list[int] | None, np.ndarray]:
+        """Dead-letter records whose transaction_id was seen at another position. Returns the positions
+        kept (``None``: every record is kept) and each kept record's entry in :class:`RecentTransactions`
+        (-1 without a string id), where its score goes for the label join. The common case, a batch of
+        new distinct string ids, takes C-level passes only. ``record_at(j)``: the record at position
+        ``j``, for its dead letter.
 
-        ``_seen`` maps an id to where it was first seen: ``(partition, offset, item)``, or in the common
-        case just ``(partition, offset)``, one tuple shared by a message's records (not one per event). The
-        short form is exact: it is only stored when every id of the batch is distinct, so the id occurs
-        once in that message, and a message at a given offset never changes; seeing the id again in the
-        same message is therefore seeing the same record again (a redelivery), never a duplicate."""
-        seen = self._seen
-        if ids and set(map(type, ids)) == _STR and len(set(ids)) == len(ids) and seen.isdisjoint(ids):
-            where_msg = list(zip(part_l, off_l))
-            seen.update(zip(ids, map(where_msg.__getitem__, origins)))
-            return None
+        Where an id was first seen is ``(partition, offset, item)``, or in the common case just
+        ``(partition, offset)``. The short form is exact: it is only stored when every id of the batch is
+        distinct, so the id occurs once in that message, and a message at a given offset never changes;
+        seeing the id again in the same message is therefore seeing the same record again (a
+        redelivery), never a duplicate."""
+        recent = self._recent
+        if ids and set(map(type, ids)) == _STR and len(set(ids)) == len(ids) and recent.isdisjoint(ids):
+            return None, recent.add_batch(ids, part_l, off_l, origins)
         keep: list[int] = []
+        seqs: list[int] = []
         for j, (tid, origin, item) in enumerate(zip(ids, origins, items)):
+            seq = -1
             if type(tid) is str:
                 where = (part_l[origin], off_l[origin], item)
-                prev = seen.get(tid)
+                seq, prev = recent.find(tid)
                 if prev is not None and prev != where and prev != where[:2]:
                     rejected.append((origin, item, "duplicate_id",
                                      f"transaction_id {tid!r} already seen at partition {prev[0]} offset {prev[1]}",
                                      tid, record_at(j), None))
                     continue
                 if prev is None:
-                    seen.update(((tid, where),))
+                    seq = recent.add(tid, *where)
             keep.append(j)
-        return None if len(keep) == len(ids) else keep
+            seqs.append(seq)
+        return (None if len(keep) == len(ids) else keep), np.array(seqs, dtype=np.int64)
 
     def _score_records(self, columns: dict, prob: np.ndarray, label: np.ndarray, acc_origin: np.ndarray,
                        acc_item: list, keys: list, part_l: list[int], off_l: list[int], ts_l: list,
@@ -268,12 +269,6 @@ class StreamProcessor:
                                  float(self.scorer.threshold), self.scorer.version, now, firsts)
         out.scores += zip(map(keys.__getitem__, msg_origin), messages)
         out.score_partitions += map(part_l.__getitem__, msg_origin)
-        recent = self._recent
-        if None in tids:
-            keep = [j for j, t in enumerate(tids) if t is not None]
-            tids = [tids[j] for j in keep]
-            prob_l, label_l, origin_l = [prob_l[j] for j in keep], [label_l[j] for j in keep], [origin_l[j] for j in keep]
-        recent.update(zip(tids, zip(prob_l, label_l, map(part_l.__getitem__, origin_l))))
 
     # -- windows ---------------------------------------------------------------------------------
     def _window_all(self, scored: Any, prob: np.ndarray | None, acc_origin: np.ndarray, rejected: list,
@@ -409,7 +404,7 @@ class StreamProcessor:
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                 missed += 1
                 continue
-            hit = recent.get(tid)
+            hit = recent.score(tid)
             if hit is None:
                 missed += 1
                 continue
@@ -424,6 +419,106 @@ class StreamProcessor:
         if self.metrics is not None:
             self.metrics.labels_joined.labels("joined").inc(joined)
             self.metrics.labels_joined.labels("unmatched").inc(missed)
+
+
+class RecentTransactions:
+    """Where each recent transaction was first seen and how it was scored, in one entry per id: the
+    de-duplication check and the delayed-label join read the same entry, so a transaction costs one map
+    insert (the largest per-event cost after the model when they were two maps).
+
+    A :class:`RecentMap` keeps id -> sequence number (at least the last ``horizon`` ids); numpy rings of
+    ``2 * horizon`` slots keep each sequence number's partition, offset, item (-2: any item of that
+    message, the short form of :meth:`StreamProcessor._dedup`; -1: not in an envelope) and, once scored,
+    probability and label. A slot remembers whose it is, so an id whose slot was reused reads as unknown.
+
+    >>> r = RecentTransactions(2)
+    >>> r.add_batch(["a", "b"], [3], [40], [0, 0]).tolist(), r.add("c", 3, 41, None)
+    ([0, 1], 2)
+    >>> r.set_scores(np.array([1, 2]), np.array([0.9, 0.25]), np.array([1, 0]))
+    >>> r.find("a"), r.find("c"), r.find("x"), r.isdisjoint(["x", "y"]), r.isdisjoint(["b"])
+    ((0, (3, 40)), (2, (3, 41, None)), (-1, None), True, False)
+    >>> r.score("a"), r.score("b"), r.score("x")
+    (None, (0.9, 1, 3), None)
+    """
+
+    def __init__(self, horizon: int) -> None:
+        self._ids = RecentMap(horizon)
+        size = self._size = 2 * horizon
+        self._owner = np.full(size, -1, dtype=np.int64)   # the sequence number a slot holds
+        self._partition = np.zeros(size, dtype=np.int32)
+        self._offset = np.zeros(size, dtype=np.int64)
+        self._item = np.zeros(size, dtype=np.int32)
+        self._prob = np.full(size, np.nan)                 # NaN: not scored (rejected, or not yet)
+        self._label = np.zeros(size, dtype=np.int8)
+        self._next = 0
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def isdisjoint(self, ids: list) -> bool:
+        return self._ids.isdisjoint(ids)
+
+    def _claim(self, n: int) -> np.ndarray:
+        seqs = np.arange(self._next, self._next + n, dtype=np.int64)
+        self._next += n
+        slots = seqs % self._size
+        self._owner[slots] = seqs
+        self._prob[slots] = np.nan
+        return seqs
+
+    def add_batch(self, ids: list, part_l: list[int], off_l: list[int], origins: list[int]) -> np.ndarray:
+        """New distinct ids, each at (partition, offset) of its message ``origins[j]`` (the short form);
+        returns their sequence numbers."""
+        seqs = self._claim(len(ids))
+        slots = seqs % self._size
+        origin = np.asarray(origins, dtype=np.int64)
+        self._partition[slots] = np.asarray(part_l, dtype=np.int32)[origin]
+        self._offset[slots] = np.asarray(off_l, dtype=np.int64)[origin]
+        self._item[slots] = -2
+        self._ids.update(zip(ids, seqs.tolist()))
+        return seqs
+
+    def add(self, tid: str, partition: int, offset: int, item: int | None) -> int:
+        """One new id at ``(partition, offset, item)``; returns its sequence number."""
+        seq = int(self._claim(1)[0])
+        slot = seq % self._size
+        self._partition[slot], self._offset[slot] = partition, offset
+        self._item[slot] = -1 if item is None else item
+        self._ids.update(((tid, seq),))
+        return seq
+
+    def _slot(self, tid: Any) -> tuple[int, int]:
+        seq = self._ids.get(tid)
+        if seq is None:
+            return -1, -1
+        slot = seq % self._size
+        return (seq, slot) if self._owner[slot] == seq else (-1, -1)
+
+    def find(self, tid: Any) -> tuple[int, tuple | None]:
+        """``(sequence number, where first seen)``: ``(partition, offset)`` or ``(partition, offset,
+        item)``; ``(-1, None)`` for an id not seen within the horizon."""
+        seq, slot = self._slot(tid)
+        if seq < 0:
+            return -1, None
+        where = (int(self._partition[slot]), int(self._offset[slot]))
+        item = int(self._item[slot])
+        return seq, (where if item == -2 else (*where, None if item == -1 else item))
+
+    def set_scores(self, seqs: np.ndarray, prob: np.ndarray, label: np.ndarray) -> None:
+        """Record the scores of the entries ``seqs`` (-1: a record without an id, skipped)."""
+        ok = seqs >= 0
+        if not ok.all():
+            seqs, prob, label = seqs[ok], prob[ok], label[ok]
+        slots = seqs % self._size
+        self._prob[slots] = prob
+        self._label[slots] = label
+
+    def score(self, tid: Any) -> tuple[float, int, int] | None:
+        """``(probability, label, partition)`` of a recent scored transaction, else ``None``."""
+        seq, slot = self._slot(tid)
+        if seq < 0 or self._prob[slot] != self._prob[slot]:   # unknown, or never scored (NaN)
+            return None
+        return float(self._prob[slot]), int(self._label[slot]), int(self._partition[slot])
 
 
 class RecentMap:
