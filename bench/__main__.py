@@ -114,7 +114,9 @@ def run(quick: bool, out_path: Path) -> dict[str, Any]:
         "latency_p99_ms": results["latency"]["p99_ms"],
         "scaleout_2_workers": results["scaleout"]["speedup"],
         "scaleout_2_workers_sum_of_rates": results["scaleout"]["speedup_sum_of_worker_rates"],
+        "scaleout_broker_cpu_per_worker_cpu": results["scaleout"]["two"].get("broker_cpu_per_worker_cpu"),
         "memory_growth_mb_per_million": results["memory"].get("growth_mb_per_million_after_warmup"),
+        "memory_growth_mb_per_million_second_half": results["memory"].get("growth_mb_per_million_second_half"),
         "seconds": round(time.monotonic() - t_start, 1),
     }
     results["headline"] = headline

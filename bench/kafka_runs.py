@@ -123,10 +123,12 @@ class Runs:
         keys, values = self.payloads(n, batch)
         prefill(s, keys, values, partitions)
         per_worker = n // workers
+        broker_cpu0 = _process_cpu_s(self.env.broker)
         procs = [_Worker(s, ["pipeline", "--events", str(per_worker), "--model", self.model_dir], self.workdir)
                  for _ in range(workers)]
         try:
             results = [p.result(timeout_s=300) for p in procs]
+            broker_cpu = _process_cpu_s(self.env.broker) - broker_cpu0
         finally:
             for p in procs:
                 p.kill()
@@ -145,6 +147,11 @@ class Runs:
                 # each worker's own rate summed: not diluted by one worker starting later than the other
                 "sum_of_worker_rates": round(sum(r["rate"] for r in results), 1),
                 "rebalanced": rebalanced, "assignments": [p.assignments for p in procs],
+                # the broker's CPU-seconds from the workers' start to their end (serving the fetches, taking
+                # the scores), per CPU-second of the workers' measured spans: on a machine whose cores the
+                # workers and the broker share, 2 workers can go at most cpus / (1 + this) times 1 worker
+                "broker_cpu_s": round(broker_cpu, 2),
+                "broker_cpu_per_worker_cpu": _ratio(broker_cpu, sum(r.get("cpu_seconds", 0) for r in results)),
                 "load_avg_after": os.getloadavg()}
 
     # -- 9. memory -----------------------------------------------------------------------------------
@@ -176,6 +183,10 @@ class Runs:
         if warm.sum() >= 3:
             slope = np.polyfit(ev[warm] / 1e6, rss[warm], 1)[0]
             out["growth_mb_per_million_after_warmup"] = round(float(slope), 2)
+        late = ev >= 0.5 * n   # the second half: past the fill of the recent-ids map and the allocator's high-water mark
+        if late.sum() >= 3:
+            out["growth_mb_per_million_second_half"] = round(float(np.polyfit(ev[late] / 1e6, rss[late], 1)[0]), 2)
+            out["rss_band_after_warmup_mb"] = [round(float(rss[warm].min()), 1), round(float(rss[warm].max()), 1)]
         out["curve"] = [[int(e), round(float(m), 1)] for e, m in zip(ev[:: max(1, len(ev) // 20)],
                                                                     rss[:: max(1, len(rss) // 20)])]
         self.log(f"  memory over {n} events: {out['rss_after_warmup_mb']} MB after warm-up -> {out['rss_end_mb']} MB")
@@ -283,6 +294,21 @@ async def _read_all(bootstrap: str, topic: str, n: int, idle_s: float = 5.0) -> 
     finally:
         await c.stop()
     return out
+
+
+def _process_cpu_s(broker: Any) -> float:
+    """User + system CPU-seconds of the embedded broker's process so far (0 when it is not ours)."""
+    proc = getattr(broker, "process", None)
+    try:
+        with open(f"/proc/{proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (AttributeError, OSError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 3) if a and b else None
 
 
 def median(xs: list[float]) -> float:
