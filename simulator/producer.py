@@ -191,7 +191,9 @@ class Publisher:
                                         len(group), group_part):
                 return
         if self.options.labels:
-            self._pending.append((now + self.options.label_delay, cols["transaction_id"], cols["isFraud"].tolist()))
+            # due label_delay after the slice's last send (not its start): no label reaches the topic sooner
+            # than label_delay after its transaction, however long encoding and sending the slice took
+            self._pending.append((time.time() + self.options.label_delay, cols["transaction_id"], cols["isFraud"].tolist()))
 
     def _send_due_labels(self, force: bool = False) -> None:
         topic = self.settings.topic_labels
