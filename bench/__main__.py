@@ -24,10 +24,10 @@ from bench.env import CACHE_DIR, BenchEnv, train_or_load_model
 SIZES = {
     "quick": dict(events=40_000, repeats=3, raw_events=100_000, batched_tx=300_000, envelope=500,
                   latency_s=4.0, latency_waits=(), scale_tx=300_000, memory_tx=0, floor_variants=False,
-                  evidently_install=False),
+                  evidently_install=False, scale_compressed=False),
     "full": dict(events=150_000, repeats=3, raw_events=300_000, batched_tx=1_000_000, envelope=500,
                  latency_s=12.0, latency_waits=(0.01, 0.05, 0.1, 0.25), scale_tx=2_000_000, memory_tx=5_000_000,
-                 floor_variants=True, evidently_install=True),
+                 floor_variants=True, evidently_install=True, scale_compressed=True),
 }
 
 #: Faust settings tried on the do-nothing agent ("before" = Faust's own defaults where we changed them).
@@ -88,6 +88,11 @@ def run(quick: bool, out_path: Path) -> dict[str, Any]:
         two = runs.scaleout(cfg["scale_tx"], cfg["envelope"], 2)
         results["scaleout"] = {"one": one, "two": two, "speedup": _ratio(two["rate"], one["rate"]),
                                "speedup_sum_of_worker_rates": _ratio(two["sum_of_worker_rates"], one["rate"])}
+        if cfg["scale_compressed"]:   # zstd on the input and the outputs: less for the broker to move
+            one_z = runs.scaleout(cfg["scale_tx"], cfg["envelope"], 1, compression="zstd")
+            two_z = runs.scaleout(cfg["scale_tx"], cfg["envelope"], 2, compression="zstd")
+            results["scaleout_zstd"] = {"one": one_z, "two": two_z, "speedup": _ratio(two_z["rate"], one_z["rate"]),
+                                        "two_workers_vs_uncompressed": _ratio(two_z["rate"], two["rate"])}
         if cfg["memory_tx"]:
             _log("memory ...")
             results["memory"] = runs.memory(cfg["memory_tx"], cfg["envelope"])
@@ -115,6 +120,7 @@ def run(quick: bool, out_path: Path) -> dict[str, Any]:
         "scaleout_2_workers": results["scaleout"]["speedup"],
         "scaleout_2_workers_sum_of_rates": results["scaleout"]["speedup_sum_of_worker_rates"],
         "scaleout_broker_cpu_per_worker_cpu": results["scaleout"]["two"].get("broker_cpu_per_worker_cpu"),
+        "scaleout_2_workers_zstd": results.get("scaleout_zstd", {}).get("speedup"),
         "memory_growth_mb_per_million": results["memory"].get("growth_mb_per_million_after_warmup"),
         "memory_growth_mb_per_million_second_half": results["memory"].get("growth_mb_per_million_second_half"),
         "seconds": round(time.monotonic() - t_start, 1),

@@ -48,11 +48,12 @@ def encode_payloads(n: int, seed: int, batch: int = 1) -> tuple[list[bytes], lis
             [b"[" + b",".join(payloads[i:i + batch]) + b"]" for i in range(0, n, batch)])
 
 
-async def _produce(bootstrap: str, topic: str, keys: list[bytes], values: list[bytes], partitions: int) -> None:
+async def _produce(bootstrap: str, topic: str, keys: list[bytes], values: list[bytes], partitions: int,
+                   compression: str | None = None) -> None:
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=512 * 1024,
-                                max_request_size=16 * 1024 * 1024, acks=1)
+                                max_request_size=16 * 1024 * 1024, acks=1, compression_type=compression)
     await producer.start()
     try:
         pending = []
@@ -67,11 +68,13 @@ async def _produce(bootstrap: str, topic: str, keys: list[bytes], values: list[b
         await producer.stop()
 
 
-def prefill(settings: Settings, keys: list[bytes], values: list[bytes], partitions: int | None = None) -> float:
-    """Publish the messages to ``settings.topic_transactions`` (round-robin over partitions); seconds taken."""
+def prefill(settings: Settings, keys: list[bytes], values: list[bytes], partitions: int | None = None,
+            compression: str | None = None) -> float:
+    """Publish the messages to ``settings.topic_transactions`` (round-robin over partitions, record batches
+    compressed with ``compression``: gzip, snappy, lz4, zstd or None); seconds taken."""
     t = time.perf_counter()
     asyncio.run(_produce(settings.bootstrap, settings.topic_transactions, keys, values,
-                         partitions or settings.partitions))
+                         partitions or settings.partitions, compression))
     return time.perf_counter() - t
 
 

@@ -112,20 +112,23 @@ class Runs:
         return out
 
     # -- 8. scale-out --------------------------------------------------------------------------------
-    def scaleout(self, n: int, batch: int, workers: int, partitions: int = 4) -> dict[str, Any]:
+    def scaleout(self, n: int, batch: int, workers: int, partitions: int = 4, compression: str | None = None
+                 ) -> dict[str, Any]:
         """``workers`` pipeline processes in one group on ``partitions`` partitions over a pre-filled topic
         (as every throughput run here: the producer and the broker's ingest are not competing with the
         workers for the 2 cores), started together so they join in one generation (the broker holds a
         join for half the session timeout); throughput = events after each worker's first batch / (last
         end - first start). ``rebalanced`` says whether a worker held more than its share at some point
-        (it started alone and gave partitions away during the run)."""
+        (it started alone and gave partitions away during the run). ``compression``: the input's record
+        batches and the workers' outputs compressed with that codec (less for the broker to move)."""
         s = self.env.settings(partitions=partitions)
         keys, values = self.payloads(n, batch)
-        prefill(s, keys, values, partitions)
+        prefill(s, keys, values, partitions, compression)
+        faust = ["--faust", json.dumps({"producer_compression_type": compression})] if compression else []
         per_worker = n // workers
         broker_cpu0 = _process_cpu_s(self.env.broker)
-        procs = [_Worker(s, ["pipeline", "--events", str(per_worker), "--model", self.model_dir], self.workdir)
-                 for _ in range(workers)]
+        procs = [_Worker(s, ["pipeline", "--events", str(per_worker), "--model", self.model_dir, *faust],
+                         self.workdir) for _ in range(workers)]
         try:
             results = [p.result(timeout_s=300) for p in procs]
             broker_cpu = _process_cpu_s(self.env.broker) - broker_cpu0
@@ -138,8 +141,9 @@ class Runs:
         t1 = max(r["t_last_wall"] for r in results)
         events = sum(r["events"] for r in results)
         rate = events / (t1 - t0)
-        self.log(f"  scale-out {workers} worker(s) on {partitions} partitions: {rate:.0f} tx/s")
-        return {"workers": workers, "partitions": partitions, "events": events, "seconds": round(t1 - t0, 3),
+        self.log(f"  scale-out {workers} worker(s) on {partitions} partitions, compression {compression}: "
+                 f"{rate:.0f} tx/s")
+        return {"workers": workers, "partitions": partitions, "compression": compression, "events": events, "seconds": round(t1 - t0, 3),
                 "rate": round(rate, 1), "per_worker": [r["rate"] for r in results],
                 # events per CPU-second of each worker: equal to the solo worker's when the only limit is
                 # cores (2 workers, the broker and the producer share this machine's CPUs)

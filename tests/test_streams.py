@@ -357,3 +357,48 @@ def test_aggregator_waits_for_an_assigned_partition_with_a_backlog(scorer):
     stats = [orjson.loads(v) for _, v in proc.aggregate([v for _, v in out1.partials], now=t + 31)]
     assert stats and all(s["window"]["complete"] and s["window"]["partitions_missing"] == [] for s in stats)
     assert stats[0]["window"]["events"] == 200
+
+
+def test_worker_reads_compressed_input(kafka_settings, paysim_model, tmp_path):
+    """Producers often compress (Kafka clients offer gzip, snappy, lz4, zstd): the worker reads every codec
+    (aiokafka decompresses with cramjam) and scores every transaction, singles and envelopes alike; before
+    cramjam was a dependency it crashed on the first snappy batch."""
+    import asyncio
+
+    from aiokafka import AIOKafkaProducer
+
+    s = kafka_settings
+    codecs = ("gzip", "snappy", "lz4", "zstd")
+    records = [orjson.loads(v) for v in encode_events(generate(800, seed=23), with_label=False, seed=23)]
+
+    async def produce() -> None:
+        for j, codec in enumerate(codecs):
+            part = records[200 * j:200 * (j + 1)]
+            producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap, compression_type=codec, linger_ms=20)
+            await producer.start()
+            try:
+                for r in part[:100]:
+                    await producer.send(s.topic_transactions, orjson.dumps(r), key=r["nameOrig"].encode())
+                for i in range(100, 200, 25):
+                    await producer.send(s.topic_transactions, orjson.dumps(part[i:i + 25]))
+                await producer.flush()
+            finally:
+                await producer.stop()
+
+    worker = Worker(s, paysim_model, tmp_path / "worker.log", role="scoring").wait_ready()
+    try:
+        asyncio.run(produce())
+        deadline = time.monotonic() + 60
+        while True:
+            docs = read_json(s, s.topic_scores, idle_timeout_s=1.0)
+            scored = [d for doc in docs for d in (doc if isinstance(doc, list) else [doc])]
+            if len(scored) >= len(records) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert sorted(d["transaction_id"] for d in scored) == sorted(r["transaction_id"] for r in records)
+        assert read_json(s, s.topic_dlq, idle_timeout_s=1.0) == []
+        # the tools that read with kafka-python (the audit, tails) decompress the same topics
+        rep = audit_topics(s, idle_timeout_s=2.0)
+        assert rep.ok and rep.produced == rep.scored == len(records) and rep.dead_lettered == 0, rep.as_dict()
+    finally:
+        worker.stop()
