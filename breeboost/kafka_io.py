@@ -44,12 +44,17 @@ def aiokafka_config(settings: Settings) -> dict[str, Any]:
     return cfg
 
 
+def compression_type(settings: Settings) -> str | None:
+    """The producers' ``compression_type`` (kafka-python, aiokafka and Faust spell it alike)."""
+    return None if settings.compression == "none" else settings.compression
+
+
 def make_producer(settings: Settings, **extra: Any):
     """A kafka-python producer with ``acks=all`` and batching suited to bulk publishing."""
     from kafka import KafkaProducer
 
     opts = dict(acks="all", linger_ms=5, batch_size=256 * 1024, max_request_size=8 * 1024 * 1024,
-                retries=5, request_timeout_ms=30000)
+                retries=5, request_timeout_ms=30000, compression_type=compression_type(settings))
     opts.update(extra)
     return KafkaProducer(**client_config(settings, **opts))
 

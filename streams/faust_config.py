@@ -7,6 +7,7 @@ import ssl
 import tempfile
 from typing import Any
 
+from breeboost.kafka_io import compression_type
 from breeboost.settings import Settings
 
 __all__ = ["FETCH_MAX_WAIT_MS", "faust_app_kwargs", "faust_credentials", "limit_fetch_wait", "quiet_monitor_class"]
@@ -125,6 +126,7 @@ def faust_app_kwargs(settings: Settings) -> dict[str, Any]:
         broker_commit_every=1000,
         broker_commit_interval=1.0,
         producer_linger=0.005,
+        producer_compression_type=compression_type(settings),
         producer_max_request_size=16 * 1024 * 1024,
         producer_max_batch_size=1024 * 1024,   # scores go out in record batches of up to 1 MB
         consumer_max_fetch_size=4 * 1024 * 1024,

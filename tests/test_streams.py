@@ -363,6 +363,11 @@ def test_worker_reads_compressed_input(kafka_settings, paysim_model, tmp_path):
     """Producers often compress (Kafka clients offer gzip, snappy, lz4, zstd): the worker reads every codec
     (aiokafka decompresses with cramjam) and scores every transaction, singles and envelopes alike; before
     cramjam was a dependency it crashed on the first snappy batch."""
+    from breeboost.kafka_io import compression_type
+    from streams.faust_config import faust_app_kwargs
+
+    assert faust_app_kwargs(Settings.from_env({}, compression="zstd"))["producer_compression_type"] == "zstd"
+    assert compression_type(Settings.from_env({})) is None
     import asyncio
 
     from aiokafka import AIOKafkaProducer
@@ -385,7 +390,8 @@ def test_worker_reads_compressed_input(kafka_settings, paysim_model, tmp_path):
             finally:
                 await producer.stop()
 
-    worker = Worker(s, paysim_model, tmp_path / "worker.log", role="scoring").wait_ready()
+    # and its own outputs compressed (BREEBOOST_COMPRESSION), read back below with kafka-python
+    worker = Worker(s, paysim_model, tmp_path / "worker.log", role="scoring", compression="zstd").wait_ready()
     try:
         asyncio.run(produce())
         deadline = time.monotonic() + 60
