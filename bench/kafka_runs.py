@@ -120,15 +120,14 @@ class Runs:
         join for half the session timeout); throughput = events after each worker's first batch / (last
         end - first start). ``rebalanced`` says whether a worker held more than its share at some point
         (it started alone and gave partitions away during the run). ``compression``: the input's record
-        batches and the workers' outputs compressed with that codec (less for the broker to move)."""
-        s = self.env.settings(partitions=partitions)
+        batches and the workers' outputs (``BREEBOOST_COMPRESSION``) compressed with that codec."""
+        s = self.env.settings(partitions=partitions, compression=compression or "none")
         keys, values = self.payloads(n, batch)
         prefill(s, keys, values, partitions, compression)
-        faust = ["--faust", json.dumps({"producer_compression_type": compression})] if compression else []
         per_worker = n // workers
         broker_cpu0 = _process_cpu_s(self.env.broker)
-        procs = [_Worker(s, ["pipeline", "--events", str(per_worker), "--model", self.model_dir, *faust],
-                         self.workdir) for _ in range(workers)]
+        procs = [_Worker(s, ["pipeline", "--events", str(per_worker), "--model", self.model_dir], self.workdir)
+                 for _ in range(workers)]
         try:
             results = [p.result(timeout_s=300) for p in procs]
             broker_cpu = _process_cpu_s(self.env.broker) - broker_cpu0
