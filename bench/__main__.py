@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.env import CACHE_DIR, BenchEnv, train_or_load_model
+from bench.env import CACHE_DIR, BenchEnv, ratio, train_or_load_model
 
 #: Run sizes: quick mode keeps the same measurements at smaller counts (< 2 minutes).
 SIZES = {
@@ -44,10 +44,6 @@ FLOOR_VARIANTS = {
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def _ratio(a: Any, b: Any, nd: int = 3) -> float | None:
-    return round(a / b, nd) if a and b else None
 
 
 def run(quick: bool, out_path: Path) -> dict[str, Any]:
@@ -86,13 +82,13 @@ def run(quick: bool, out_path: Path) -> dict[str, Any]:
         _log("scale-out ...")
         one = runs.scaleout(cfg["scale_tx"], cfg["envelope"], 1)
         two = runs.scaleout(cfg["scale_tx"], cfg["envelope"], 2)
-        results["scaleout"] = {"one": one, "two": two, "speedup": _ratio(two["rate"], one["rate"]),
-                               "speedup_sum_of_worker_rates": _ratio(two["sum_of_worker_rates"], one["rate"])}
+        results["scaleout"] = {"one": one, "two": two, "speedup": ratio(two["rate"], one["rate"]),
+                               "speedup_sum_of_worker_rates": ratio(two["sum_of_worker_rates"], one["rate"])}
         if cfg["scale_compressed"]:   # zstd on the input and the outputs: less for the broker to move
             one_z = runs.scaleout(cfg["scale_tx"], cfg["envelope"], 1, compression="zstd")
             two_z = runs.scaleout(cfg["scale_tx"], cfg["envelope"], 2, compression="zstd")
-            results["scaleout_zstd"] = {"one": one_z, "two": two_z, "speedup": _ratio(two_z["rate"], one_z["rate"]),
-                                        "two_workers_vs_uncompressed": _ratio(two_z["rate"], two["rate"])}
+            results["scaleout_zstd"] = {"one": one_z, "two": two_z, "speedup": ratio(two_z["rate"], one_z["rate"]),
+                                        "two_workers_vs_uncompressed": ratio(two_z["rate"], two["rate"])}
         if cfg["memory_tx"]:
             _log("memory ...")
             results["memory"] = runs.memory(cfg["memory_tx"], cfg["envelope"])
@@ -106,10 +102,10 @@ def run(quick: bool, out_path: Path) -> dict[str, Any]:
         "raw_consume_per_s": results["raw_consume"].get("rate"),
         "faust_floor_per_s": floor_rate,
         "pipeline_per_s": pipe.get("rate"),
-        "pipeline_vs_faust_floor": _ratio(pipe.get("rate"), floor_rate),
-        "pipeline_vs_faust_floor_cpu": _ratio(pipe.get("cpu_rate"), floor.get("cpu_rate")),
+        "pipeline_vs_faust_floor": ratio(pipe.get("rate"), floor_rate),
+        "pipeline_vs_faust_floor_cpu": ratio(pipe.get("cpu_rate"), floor.get("cpu_rate")),
         "batched_tx_per_s": results["batched"].get("rate"),
-        "batched_vs_faust_floor": _ratio(results["batched"].get("rate"), floor_rate, 2),
+        "batched_vs_faust_floor": ratio(results["batched"].get("rate"), floor_rate, 2),
         "scoring_speedup": results["scoring"]["speedup"],
         "drift_update_ns_per_event_feature": results["drift"]["update_ns_per_event_feature"],
         "drift_close_window_ms": results["drift"]["close_window_ms"],

@@ -68,6 +68,11 @@ async def _produce(bootstrap: str, topic: str, keys: list[bytes], values: list[b
         await producer.stop()
 
 
+def ratio(a: Any, b: Any, nd: int = 3) -> float | None:
+    """``a / b`` rounded to ``nd`` decimals; ``None`` when either is missing or zero."""
+    return round(a / b, nd) if a and b else None
+
+
 def prefill(settings: Settings, keys: list[bytes], values: list[bytes], partitions: int | None = None,
             compression: str | None = None) -> float:
     """Publish the messages to ``settings.topic_transactions`` (round-robin over partitions, record batches

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.env import ROOT, BenchEnv, child_env, encode_payloads, percentile, prefill, run_child
+from bench.env import ROOT, BenchEnv, child_env, encode_payloads, percentile, prefill, ratio, run_child
 
 __all__ = ["Runs"]
 
@@ -154,7 +154,7 @@ class Runs:
                 # the scores), per CPU-second of the workers' measured spans: on a machine whose cores the
                 # workers and the broker share, 2 workers can go at most cpus / (1 + this) times 1 worker
                 "broker_cpu_s": round(broker_cpu, 2),
-                "broker_cpu_per_worker_cpu": _ratio(broker_cpu, sum(r.get("cpu_seconds", 0) for r in results)),
+                "broker_cpu_per_worker_cpu": ratio(broker_cpu, sum(r.get("cpu_seconds", 0) for r in results)),
                 "load_avg_after": os.getloadavg()}
 
     # -- 9. memory -----------------------------------------------------------------------------------
@@ -308,10 +308,6 @@ def _process_cpu_s(broker: Any) -> float:
     except (AttributeError, OSError):
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _ratio(a: float, b: float) -> float | None:
-    return round(a / b, 3) if a and b else None
 
 
 def median(xs: list[float]) -> float:

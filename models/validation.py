@@ -323,10 +323,10 @@ def validate_pulled(columns: Mapping[str, list], spec: FeatureSpec) -> Validated
         from models.errors import DataError
         raise DataError(f"columns have different lengths: {sorted(lengths)}")
     n = lengths.pop() if lengths else 0
-    absent = [None] * n
 
     def get(name: str) -> list:
-        return columns.get(name, absent)
+        values = columns.get(name)
+        return [None] * n if values is None else values
 
     def raw(name: str | None, i: int) -> Any:
         return None if name is None else get(name)[i]

@@ -261,39 +261,18 @@ def ref_validate_records(records: Sequence[Any], spec: FeatureSpec) -> Validated
 
 
 
+class _RefRecent(RecentMap):
+    """The old label map, read by the production ``join_labels`` through ``score``."""
+    score = RecentMap.get
+
+
 class ReferenceProcessor(StreamProcessor):
     """The production processor with ``process`` and its helpers as they were at ff298d3."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._seen = RecentMap(200_000)     # id -> (partition, offset, item) where first seen
-        self._recent = RecentMap(500_000)   # id -> (prob, label, partition)
-
-    def join_labels(self, messages: list[Message]) -> None:
-        recent = self._recent
-        joined = missed = 0
-        for m in messages:
-            try:
-                doc = orjson.loads(m.value)
-                tid, y = doc["transaction_id"], int(doc["isFraud"])
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                missed += 1
-                continue
-            hit = recent.get(tid)
-            if hit is None:
-                missed += 1
-                continue
-            prob, pred, partition = hit
-            c = self._label_counts.setdefault(partition, {"n": 0, "tp": 0, "fp": 0, "fn": 0, "tn": 0,
-                                                          "brier": 0.0, "abs_error": 0.0})
-            c["n"] += 1
-            c["tp" if (pred and y) else "fp" if pred else "fn" if y else "tn"] += 1
-            c["brier"] += (prob - y) ** 2
-            c["abs_error"] += abs(prob - y)
-            joined += 1
-        if self.metrics is not None:
-            self.metrics.labels_joined.labels("joined").inc(joined)
-            self.metrics.labels_joined.labels("unmatched").inc(missed)
+        self._recent = _RefRecent(500_000)  # id -> (prob, label, partition)
 
     def process(self, messages: list[Message], now: float | None = None) -> Outcome:
         t0 = time.perf_counter()
