@@ -49,7 +49,8 @@ def encode_payloads(n: int, seed: int, batch: int = 1) -> tuple[list[bytes], lis
 
 
 async def _produce(bootstrap: str, topic: str, keys: list[bytes], values: list[bytes], partitions: int,
-                   compression: str | None = None) -> None:
+                   compression: str | None = None, parts: list[int] | None = None) -> None:
+    """Produce ``values`` round-robin over ``partitions``, or each on its partition of ``parts``."""
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=512 * 1024,
@@ -58,7 +59,8 @@ async def _produce(bootstrap: str, topic: str, keys: list[bytes], values: list[b
     try:
         pending = []
         for i, (k, v) in enumerate(zip(keys, values)):
-            pending.append(await producer.send(topic, v, key=k, partition=i % partitions))
+            p = i % partitions if parts is None else parts[i]
+            pending.append(await producer.send(topic, v, key=k, partition=p))
             if len(pending) >= 20_000:
                 await asyncio.gather(*pending)
                 pending = []

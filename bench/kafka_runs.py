@@ -58,15 +58,16 @@ class Runs:
         prefill(s, *self.payloads(n))
         return _median_run([self._child("raw", n, s) for _ in range(repeats)])
 
-    def consume(self, mode: str, n: int, batch: int = 1, faust: dict | None = None, **settings_kw: Any) -> dict:
+    def consume(self, mode: str, n: int, batch: int = 1, faust: dict | None = None, extra: list[str] | None = None,
+                **settings_kw: Any) -> dict:
         """One pre-filled run of ``mode`` over ``n`` transactions (``batch`` per message)."""
         s = self.env.settings(**settings_kw)
         keys, values = self.payloads(n, batch)
         prefill(s, keys, values)
-        r = self._child(mode, n if mode == "pipeline" else len(values), s, faust)
+        r = self._child(mode, n if mode == "pipeline" else len(values), s, faust, extra)
         if mode == "pipeline":
             r["messages_per_s"] = round(r["rate"] / batch, 1) if r.get("rate") else None
-        self.log(f"  {mode} batch={batch} {json.dumps(faust or {})}: {r.get('rate')} ev/s "
+        self.log(f"  {mode} batch={batch} {json.dumps(faust or {})} {' '.join(extra or [])}: {r.get('rate')} ev/s "
                  f"(cpu-time rate {r.get('cpu_rate')})")
         return r
 
@@ -77,6 +78,33 @@ class Runs:
             noop.append(self.consume("noop", n))
             pipe.append(self.consume("pipeline", n))
         return _median_run(noop), _median_run(pipe)
+
+    def peers_and_pipeline(self, n_client: int, n: int, repeats: int, quix: str | None, n_faust: int | None = None,
+                           extra: bool = False) -> dict[str, dict]:
+        """The per-message pipeline and its peers, alternated (one run of each per round, so all see the
+        same machine load): the clients' loops over ``n_client`` messages, the do-nothing Faust agent over
+        ``n_faust``, the Quix Streams decode-and-count app (``quix``: its interpreter, ``None`` to skip)
+        and the pipeline over ``n``. ``extra``: also Quix counting bytes and the pipeline on Faust's
+        per-event path (the before of the fetch batches). Returns name -> median run (``runs``: each
+        round's rate)."""
+        from bench.peers import run_quix
+
+        rounds: dict[str, list] = {}
+        for _ in range(repeats):
+            rounds.setdefault("raw", []).append(self.consume("raw", n_client))
+            rounds.setdefault("confluent", []).append(self.consume("confluent", n_client))
+            rounds.setdefault("noop", []).append(self.consume("noop", n_faust or n))
+            for decode in (("json", "bytes") if extra else ("json",)) if quix else ():
+                s = self.env.settings()
+                prefill(s, *self.payloads(n))
+                r = run_quix(quix, s, n, decode, self.workdir / "children.log")
+                self.log(f"  quix {decode}: {r.get('rate')} ev/s (cpu-time rate {r.get('cpu_rate')})")
+                rounds.setdefault(f"quix_{decode}", []).append(r)
+            rounds.setdefault("pipeline", []).append(self.consume("pipeline", n))
+            if extra:
+                rounds.setdefault("pipeline_events", []).append(
+                    self.consume("pipeline", n_faust or n, extra=["--path", "events"]))
+        return {name: _median_run(rs) for name, rs in rounds.items()}
 
     # -- 3. Faust settings that move the floor --------------------------------------------------------
     def floor_variants(self, n: int, variants: dict[str, dict]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""In-process micro-benchmark of :meth:`streams.pipeline.StreamProcessor.process` (no broker, no Faust).
+"""In-process micro-benchmark of :meth:`streams.scoring.ScoringStage.process` (no broker, no Faust).
 
 ``python -m bench.process_bench [--events N] [--repeats R] [--profile]`` prints one JSON line with the CPU
 µs per transaction (``time.process_time``, median and min of R repeats) for the two input shapes:
@@ -9,7 +9,7 @@
 
 Each repeat gets a fresh processor (empty dedup map, no open window), so every transaction is new and
 takes the path it takes in production; building the processor and the messages is not timed. The
-garbage collector is tuned as the worker tunes it (:func:`streams.app.tune_gc`).
+garbage collector is tuned as the worker tunes it (:func:`streams.agents.tune_gc`).
 """
 from __future__ import annotations
 
@@ -26,25 +26,26 @@ SHAPES = {"envelope": (500, 170), "single": (1, 1000)}   # (transactions a messa
 
 
 def make_processor(model_dir: str | None = None, **settings_kw: Any) -> Any:
-    """A :class:`StreamProcessor` as ``bench.runner`` builds it (default settings, fresh metrics)."""
+    """The worker's :class:`streams.stages.WorkerStages` as ``bench.runner`` builds them (default settings,
+    fresh metrics)."""
     from prometheus_client import CollectorRegistry
 
     from bench.env import train_or_load_model
     from breeboost.settings import Settings
     from models.scorer import Scorer
     from streams.metrics import WorkerMetrics
-    from streams.pipeline import StreamProcessor
+    from streams.stages import WorkerStages
 
     model_dir = model_dir or train_or_load_model()
     settings = Settings.from_env({}, **settings_kw)
     scorer = Scorer.load(model_dir, nthread=settings.nthread)
-    return StreamProcessor(scorer, settings, metrics=WorkerMetrics(CollectorRegistry()), model_dir=model_dir)
+    return WorkerStages.build(scorer, settings, WorkerMetrics(CollectorRegistry()))
 
 
 def make_batches(n: int, shape: str, seed: int = 11, partition: int = 0, topic: str = "transactions") -> list[list]:
-    """``n`` simulated transactions as lists of :class:`streams.pipeline.Msg`, one list per process() call."""
+    """``n`` simulated transactions as lists of :class:`streams.records.Msg`, one list per process() call."""
     from bench.env import encode_payloads
-    from streams.pipeline import Msg
+    from streams.records import Msg
 
     per_msg, per_call = SHAPES[shape]
     keys, values = encode_payloads(n, seed=seed, batch=per_msg)
@@ -61,17 +62,17 @@ def measure(shape: str, n: int = 100_000, repeats: int = 5, model_dir: str | Non
     median wall µs, which differs when XGBoost runs more than one thread)."""
     import gc
 
-    from streams.app import tune_gc
+    from streams.agents import tune_gc
 
     batches = batches if batches is not None else make_batches(n, shape)
-    tune_gc()   # the worker's GC settings (streams.app): they change the cost of allocating per event
+    tune_gc()   # the worker's GC settings (streams.agents): they change the cost of allocating per event
     runs, walls = [], []
     for _ in range(repeats):
         proc = make_processor(model_dir, **settings_kw)
         gc.collect()
         t, w = time.process_time(), time.perf_counter()
         for b in batches:
-            proc.process(b)
+            proc.scoring.process(b)
         runs.append(time.process_time() - t)
         walls.append(time.perf_counter() - w)
     n_tx = sum(int(proc.metrics.events.labels(o)._value.get()) for o in ("scored", "dead_lettered"))
@@ -101,14 +102,14 @@ def main(argv: list[str] | None = None) -> None:
             import cProfile
             import pstats
 
-            from streams.app import tune_gc
+            from streams.agents import tune_gc
 
             tune_gc()
             proc = make_processor()
             pr = cProfile.Profile()
             pr.enable()
             for b in batches:
-                proc.process(b)
+                proc.scoring.process(b)
             pr.disable()
             sys.stderr.write(f"== {s}\n")
             pstats.Stats(pr, stream=sys.stderr).sort_stats("tottime").print_stats(25)

@@ -63,11 +63,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:
+    """`preexec_fn` of a child process: the kernel kills the child when this process dies (runs in the child
+    between fork and exec)."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
         pass
+
+
 
 
 class EmbeddedBroker:
@@ -105,7 +109,7 @@ class EmbeddedBroker:
                if k not in ("LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE")}
         env.update(self.env)
         self.process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                        preexec_fn=_die_with_parent)
+                                        preexec_fn=die_with_parent)
         if out is not subprocess.DEVNULL:
             out.close()
         self._wait_until_listening()

@@ -1,8 +1,8 @@
 """The ``breeboost`` console script: one subcommand per tool, settings flags generated from :class:`Settings`.
 
-Each subcommand lives in its package as two functions, ``add_<name>_arguments(parser)`` and
-``run_<name>(args, settings) -> int``; this module only wires them up. Modules named here must not import
-heavy libraries (xgboost, faust) at import time, so ``--help`` stays fast.
+Each subcommand is a module of :mod:`breeboost.commands` with two functions, ``add_<name>_arguments(parser)``
+and ``run_<name>(args, settings) -> int``; this module only wires them up. Modules named here must not
+import heavy libraries (xgboost, faust) at import time, so ``--help`` stays fast.
 """
 from __future__ import annotations
 
@@ -19,25 +19,35 @@ from breeboost.settings import Settings, env_var, setting_fields
 
 # name: (module, settings groups whose flags it takes, logs to stdout?, one-line help)
 COMMANDS: dict[str, tuple[str, tuple[str, ...], bool, str]] = {
-    "broker": ("breeboost.broker_cli", ("topics", "process"), True,
+    "broker": ("breeboost.commands.broker", ("topics", "process"), True,
                "start the embedded Kafka-protocol broker (Tansu) and create the project's topics"),
-    "simulate": ("simulator.cli", ("kafka", "topics", "process"), False,
+    "simulate": ("breeboost.commands.simulate", ("kafka", "topics", "process"), False,
                  "generate PaySim-like transactions to Kafka or to a file, with drift/bad-input scenarios"),
-    "train": ("models.cli", ("process", "model"), False, "train the XGBoost fraud model on a data file"),
-    "evaluate": ("models.cli", ("process", "model"), False, "evaluate a trained model on a labelled data file"),
-    "score": ("models.cli", ("process", "model"), False, "score a data file offline with a trained model"),
-    "report": ("detectors.cli", ("kafka", "topics", "process", "model", "streams"), False,
+    "replay": ("breeboost.commands.replay", ("kafka", "topics", "process"), False,
+               "stream your own labelled file (CSV, JSONL, Parquet) to transactions and labels, in file order"),
+    "train": ("breeboost.commands.train", ("process", "model"), False, "train the XGBoost fraud model on a data file"),
+    "model": ("breeboost.commands.model", ("kafka", "topics", "process", "model"), False,
+              "the model registry: list, show, promote, rollback, retrain from the topics' labelled history"),
+    "reference": ("breeboost.commands.reference", ("kafka", "topics", "process", "model"), False,
+                  "drift reference: rebaseline --windows A..B accepts those windows as the new reference"),
+    "evaluate": ("breeboost.commands.evaluate", ("process", "model"), False, "evaluate a trained model on a labelled data file"),
+    "score": ("breeboost.commands.score", ("process", "model"), False, "score a data file offline with a trained model"),
+    "explain": ("breeboost.commands.explain", ("process", "model"), False,
+                "why one transaction got its score: its top features by exact TreeSHAP contribution"),
+    "report": ("breeboost.commands.report", ("kafka", "topics", "process", "model", "streams"), False,
                "compute window drift statistics over a file or the drift.stats topic; write JSON and HTML"),
-    "worker": ("streams.cli", ("kafka", "topics", "process", "model", "streams"), True,
+    "worker": ("breeboost.commands.worker", ("kafka", "topics", "process", "model", "streams"), True,
                "run the Faust worker: scoring + drift agents and/or the incident agent"),
-    "incidents": ("incident.cli", ("kafka", "topics", "process"), False,
+    "incidents": ("breeboost.commands.incidents", ("kafka", "topics", "process"), False,
                   "tail the incidents topic; ack or close an incident"),
-    "rca": ("incident.rca_cli", ("kafka", "topics", "process"), False,
+    "rca": ("breeboost.commands.rca", ("kafka", "topics", "process"), False,
             "root-cause analysis over the incident log and drift.stats history"),
-    "audit": ("streams.audit", ("kafka", "topics", "process"), False,
+    "audit": ("breeboost.commands.audit", ("kafka", "topics", "process"), False,
               "prove produced == scored + dead-lettered, by transaction id, from the topics"),
-    "demo": ("breeboost.demo", ("topics", "process", "model", "streams"), True,
+    "demo": ("breeboost.commands.demo", ("topics", "process", "model", "streams"), True,
              "run the whole system on the embedded broker with a scripted drift scenario"),
+    "dashboard": ("breeboost.commands.dashboard", ("kafka", "topics", "process"), False,
+                  "serve the operator dashboard (Streamlit): live throughput, drift, model health, incidents"),
 }
 
 

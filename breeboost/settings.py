@@ -57,6 +57,14 @@ def _opt(default: Any, help: str, group: str, choices: tuple | None = None, mini
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 COMPRESSION_CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
+#: Which score records carry reason codes (models.explain): flagged ones, flagged or above the review
+#: threshold, every one, none.
+REASON_MODES = ("flagged", "review", "all", "none")
+#: What event-time lag is measured against (detectors.freshness.lag_clock; this base module does not import
+#: the detectors).
+FRESHNESS_CLOCKS = ("wall", "stream")
+#: How the score agent receives its input (streams.agents): one object per fetch, or Faust's events.
+INPUT_PATHS = ("batches", "events")
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,10 @@ class Settings:
     ssl_cafile: str = _opt("", "CA certificate file (PEM) for SSL/SASL_SSL", "kafka")
     session_timeout_s: float = _opt(6.0, "consumer group session timeout in seconds", "kafka", minimum=1)
     heartbeat_interval_s: float = _opt(1.0, "consumer group heartbeat interval in seconds", "kafka", minimum=0.1)
+    delivery_timeout_s: float = _opt(40.0, "how long an output may wait for the broker's acknowledgement before the worker gives up (exits 1, unacked, to be restarted)", "kafka", minimum=1)
+    request_timeout_s: float = _opt(30.0, "how long the worker's consumers wait for a broker's reply before retrying the request (a fetch the broker never answers is sent again)", "kafka", minimum=1)
+    fetch_max_wait_ms: int = _opt(100, "longest time a fetch of the worker's consumers waits at the broker for data (Tansu answers an empty fetch only when it expires, so it adds latency: at 5k ev/s p99 70-75 ms at 100, 121-154 ms at 200; with S3 storage, below ~100 ms a restarted broker returned nothing to the worker's multi-topic fetches)", "kafka", minimum=1)
+    stall_timeout_s: float = _opt(120.0, "a worker whose input has records waiting and whose read position has not moved for this long exits 1 for its supervisor to restart it (0: never)", "kafka", minimum=0)
     compression: str = _opt("none", "codec of the record batches BreeBoost publishes (scores, dead letters, windows, incidents, simulator); every consumer of those topics needs it. zstd: ~5x less broker CPU", "kafka", COMPRESSION_CODECS)
     # --- topics -----------------------------------------------------------------------------------
     topic_transactions: str = _opt("transactions", "input topic of transactions", "topics")
@@ -79,6 +91,9 @@ class Settings:
     topic_drift_partials: str = _opt("drift.partials", "per-partition window sketches", "topics")
     topic_drift_stats: str = _opt("drift.stats", "merged per-window drift statistics", "topics")
     topic_incidents: str = _opt("incidents", "incident events", "topics")
+    models_topic: str = _opt("models", "model registry events: every champion/challenger switch (created on first use)", "topics")
+    scores_by_id_topic: str = _opt("", "the label join's repartition topic (empty: the scores topic's name + .by_id): each scored micro-batch's (transaction_id, probability) pairs, one record per labels partition, partitioned as the labels topic partitions transaction_id; created by the worker; not in topics()", "topics")
+    labels_dlq_topic: str = _opt("", "dead-letter topic for labels the join cannot read (empty: the labels topic's name + .dlq; reasons label_invalid_json, label_invalid); created by the worker; not in topics()", "topics")
     partitions: int = _opt(4, "partitions of every project topic (created by `breeboost broker`)", "topics", minimum=1)
     # --- processes --------------------------------------------------------------------------------
     metrics_host: str = _opt("127.0.0.1", "address the Prometheus metrics server binds", "process")
@@ -88,22 +103,45 @@ class Settings:
     # --- model and streams ------------------------------------------------------------------------
     model_dir: str = _opt("model", "model artifact directory", "model")
     nthread: int = _opt(1, "XGBoost threads used for scoring", "model", minimum=1)
+    reasons: str = _opt("flagged", "which scores carry reason codes (top features by exact TreeSHAP contribution): flagged (fraud_label 1), review (flagged or probability >= review_threshold), all, none", "model", REASON_MODES)
+    reasons_k: int = _opt(3, "reason codes per explained score (the top k features)", "model", minimum=1)
+    review_threshold: float = _opt(0.1, "with reasons=review: scores at or above this probability carry reasons too; in (0, 1)", "model")
     window_size: int = _opt(10000, "drift window size in events (summed over partitions)", "streams", minimum=1)
-    window_seconds: float = _opt(0.0, "also close a window after this many seconds of event time (0: off)", "streams", minimum=0)
     window_idle_s: float = _opt(5.0, "close an open window after this many wall-clock seconds with no events", "streams", minimum=0.1)
     batch_size: int = _opt(1000, "scoring micro-batch size (events)", "streams", minimum=1)
     batch_max_bytes: int = _opt(1_000_000, "largest scoring micro-batch in message bytes: a bigger take is scored in parts (bounds memory with batch envelopes)", "streams", minimum=1)
+    input_path: str = _opt("batches", "how the score and label agents receive their input: batches (each fetch of their partitions as one batch, streams/fastpath.py; ~8x the events path on one transaction per message) or events (Faust's per-event micro-batches of batch_size / batch_wait_s; also taken when the installed Faust lacks what batches need)", "streams", INPUT_PATHS)
     batch_wait_s: float = _opt(0.05, "longest wait to fill a scoring micro-batch, seconds", "streams", minimum=0)
     max_message_bytes: int = _opt(1_000_000, "largest transactions message accepted; bigger ones are dead-lettered", "streams", minimum=1)
+    max_envelope_items: int = _opt(10_000, "most transactions a batch envelope may hold; a larger one is dead-lettered once, whole (envelope_too_large). The default admits every valid envelope of max_message_bytes (the smallest valid transaction is ~110 bytes)", "streams", minimum=1)
+    attribution_sample: int = _opt(96, "events per drift window whose exact feature contributions make the window's attribution (a seeded sample, split over partitions; ~80-150 us an event, once a window); 0: no attribution", "streams", minimum=0)
     group_id: str = _opt("breeboost", "consumer group / Faust app id prefix", "streams")
+    label_horizon_s: float = _opt(3600.0, "label join: a score waits at least this long for its label (stream time: the event times of the partition's scores), at most twice as long", "streams", minimum=1)
+    label_horizon_count: int = _opt(250_000, "label join: the scores each labels partition keeps waiting for their labels, at least (at most twice as many; ~130 bytes each, docs/labels.md)", "streams", minimum=1)
+    label_wait_s: float = _opt(600.0, "label join: how long a label that came before its score waits for it before it counts as unknown (label arrival time; a scoring worker that lags behind the labels needs it)", "streams", minimum=0)
+    freshness_clock: str = _opt("wall", "what event-time lag (freshness, stale_data) is measured against: wall (processing time; live traffic) or stream (each partition's largest event time so far; for `breeboost replay` of old data, so a backfill does not page stale_data)", "streams", FRESHNESS_CLOCKS)
+    # --- drift detectors (detectors.calibration.DetectorConfig: detector_<name> is its field <name>) ---------
+    detector_alpha: float = _opt(0.001, "family-wise false-alarm rate of a window's drift tests (Bonferroni over every PSI and KS test); in (0, 1)", "streams")
+    detector_psi_floor: float = _opt(0.1, "smallest PSI that counts as drift, whatever the window size", "streams", minimum=0)
+    detector_ks_floor: float = _opt(0.1, "smallest KS D that counts as drift, whatever the window size", "streams", minimum=0)
+    detector_epsilon: float = _opt(1e-4, "floor of bin proportions in PSI (a bin the reference never saw); in (0, 0.01)", "streams")
+    detector_min_events: int = _opt(100, "windows with fewer scored events are reported but never drift", "streams", minimum=1)
+    detector_min_labels: int = _opt(100, "concept section: no performance drop from fewer labelled events in a window", "streams", minimum=1)
+    detector_min_positives: int = _opt(20, "concept section: no recall (precision) drop from fewer actual (predicted) frauds among a window's labels", "streams", minimum=1)
 
     def __post_init__(self) -> None:
         # settings that are only wrong together, named by their variables
         if self.security_protocol.startswith("SASL") and not (self.sasl_username and self.sasl_password):
             raise SettingsError(f"{env_var('security_protocol')}={self.security_protocol} needs "
                                 f"{env_var('sasl_username')} and {env_var('sasl_password')}")
+        if self.request_timeout_s < self.session_timeout_s:
+            raise SettingsError(f"{env_var('request_timeout_s')} must be at least {env_var('session_timeout_s')}")
         if self.heartbeat_interval_s >= self.session_timeout_s:
             raise SettingsError(f"{env_var('heartbeat_interval_s')} must be below {env_var('session_timeout_s')}")
+        for name, low, high in (("detector_alpha", 0.0, 1.0), ("detector_epsilon", 0.0, 0.01),
+                                ("review_threshold", 0.0, 1.0)):
+            if not low < getattr(self, name) < high:
+                raise SettingsError(f"{env_var(name)}: must be in ({low:g}, {high:g}), got {getattr(self, name)!r}")
 
     # -- construction -------------------------------------------------------------------------------
     @classmethod
@@ -127,9 +165,25 @@ class Settings:
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)
 
+    @property
+    def scores_by_id(self) -> str:
+        """The label join's repartition topic: ``scores_by_id_topic``, or ``<topic_scores>.by_id``."""
+        return self.scores_by_id_topic or f"{self.topic_scores}.by_id"
+
+    @property
+    def labels_dlq(self) -> str:
+        """The labels' dead-letter topic: ``labels_dlq_topic``, or ``<topic_labels>.dlq``."""
+        return self.labels_dlq_topic or f"{self.topic_labels}.dlq"
+
     def topics(self) -> list[str]:
         """Every topic the project uses."""
         return [getattr(self, f.name) for f in fields(self) if f.name.startswith("topic_")]
+
+    def detector_options(self) -> dict[str, Any]:
+        """The ``detector_*`` settings without their prefix: the keyword arguments of
+        ``detectors.calibration.DetectorConfig`` (built by ``DetectorConfig.from_settings``; this base module
+        does not import the detectors)."""
+        return {f.name[len("detector_"):]: getattr(self, f.name) for f in fields(self) if f.name.startswith("detector_")}
 
     def secrets(self) -> list[str]:
         """Values that must never appear in a log line."""
@@ -182,8 +236,9 @@ def _coerce(f: dataclasses.Field, raw: Any, source: str) -> Any:
             host, _, port = hp.strip().rpartition(":")
             if not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise SettingsError(f"{source}: expected HOST:PORT[,HOST:PORT...], got {raw!r}")
-    if f.name.startswith("topic_") and (not value or len(value) > 249 or
-                                        any(not (c.isalnum() or c in "._-") for c in value)):
+    optional = f.default == ""     # an empty topic name: derived from another (Settings.scores_by_id)
+    if (f.name.startswith("topic_") or f.name.endswith("_topic")) and (value or not optional) and (
+            not value or len(value) > 249 or any(not (c.isalnum() or c in "._-") for c in value)):
         raise SettingsError(f"{source}: {value!r} is not a valid Kafka topic name")
     if f.name == "ssl_cafile" and value and not os.path.isfile(value):
         raise SettingsError(f"{source}: CA file {value!r} does not exist")

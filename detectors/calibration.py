@@ -22,8 +22,9 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Mapping
 
+from breeboost.settings import Settings
 from detectors.ks import ks_critical
 from detectors.psi import EPSILON
 
@@ -34,6 +35,11 @@ __all__ = ["DetectorConfig", "psi_critical", "thresholds"]
 class DetectorConfig:
     """Knobs of the drift decision (defaults are the calibrated ones; see docs/detectors.md).
 
+    The worker and ``breeboost report`` build it from the ``BREEBOOST_DETECTOR_*`` settings
+    (:meth:`from_settings`); every field has one setting of the same name.
+
+    >>> DetectorConfig.from_settings(Settings.from_env({"BREEBOOST_DETECTOR_ALPHA": "0.01"})).alpha
+    0.01
     >>> DetectorConfig(alpha=2)
     Traceback (most recent call last):
     ...
@@ -45,6 +51,8 @@ class DetectorConfig:
     ks_floor: float = 0.1         # smallest KS D that can count as drift
     epsilon: float = EPSILON      # PSI floor of bin proportions
     min_events: int = 100         # windows with fewer scored events are reported but never drift
+    min_labels: int = 100         # concept: no performance drop from fewer labelled events
+    min_positives: int = 20       # concept: nor from fewer positives (recall) / predicted positives (precision)
 
     def __post_init__(self) -> None:
         if not 0 < self.alpha < 1:
@@ -54,20 +62,34 @@ class DetectorConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not 0 < self.epsilon < 0.01:
             raise ValueError(f"epsilon must be in (0, 0.01), got {self.epsilon!r}")
-        if self.min_events < 1:
-            raise ValueError(f"min_events must be >= 1, got {self.min_events!r}")
+        for name in ("min_events", "min_labels", "min_positives"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
 
     @classmethod
-    def coerce(cls, config: Any) -> "DetectorConfig":
-        """``None`` -> defaults; a DetectorConfig as is; any object or dict: the matching attributes/keys."""
+    def from_settings(cls, settings: Settings) -> "DetectorConfig":
+        """The ``detector_*`` fields of ``settings`` (``BREEBOOST_DETECTOR_ALPHA`` -> ``alpha``, ...)."""
+        return cls(**settings.detector_options())
+
+    @classmethod
+    def coerce(cls, config: "DetectorConfig | Settings | Mapping[str, Any] | None") -> "DetectorConfig":
+        """``None`` -> defaults; a DetectorConfig as is; :class:`Settings` -> :meth:`from_settings`; a mapping:
+        its keys that name fields (others are ignored).
+
+        >>> DetectorConfig.coerce({"min_events": 5, "other": 1}).min_events
+        5
+        """
         if config is None:
             return cls()
         if isinstance(config, cls):
             return config
-        names = [f.name for f in fields(cls)]
-        if isinstance(config, dict):
+        if isinstance(config, Settings):
+            return cls.from_settings(config)
+        if isinstance(config, Mapping):
+            names = {f.name for f in fields(cls)}
             return cls(**{k: v for k, v in config.items() if k in names})
-        return cls(**{k: getattr(config, k) for k in names if hasattr(config, k)})
+        raise TypeError(f"detector config: expected a DetectorConfig, Settings, a mapping or None, "
+                        f"got {type(config).__name__}")
 
 
 def psi_critical(n: int, reference_count: int, bins: int, alpha: float) -> float:
@@ -113,4 +135,6 @@ def thresholds(n: int, reference_count: int, ks_points: int, bins: int, tests: i
         "bins": int(bins),
         "epsilon": cfg.epsilon,
         "min_events": cfg.min_events,
+        "min_labels": cfg.min_labels,
+        "min_positives": cfg.min_positives,
     }

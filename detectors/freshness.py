@@ -13,6 +13,23 @@ above 1e6 s report 1e6.
 (5, 2.113, 94.4)
 >>> LagHistogram().quantile(0.5)
 0.0
+
+What a lag is measured against is the clock (:func:`lag_clock`, chosen once by the ``freshness_clock``
+setting). :class:`WallClock` (the default): the processing time, so a lag is how long ago the event
+happened; live traffic from a stale source or a consumer backlog shows up at once. :class:`StreamClock`:
+the partition's own watermark, the largest event time seen on it so far (this event included), so a lag
+is how far an event arrived behind the stream's newest one. A replay of last month's file in file order
+then has lag 0, whatever its age; events that arrive out of order still show how late they are. The
+stream clock cannot see a source that is stale as a whole (the whole stream is old), so it is for replays
+and backfills, not for live traffic (docs/detectors.md, "Freshness").
+
+>>> clock = StreamClock()
+>>> clock.lags(np.array([0, 0, 1, 0]), np.array([100.0, 160.0, 50.0, 130.0]), now=2e9).tolist()
+[0.0, 0.0, 0.0, 30.0]
+>>> clock.lags(np.array([0]), np.array([150.0]), now=2e9).tolist()      # the watermark persists: 160
+[10.0]
+>>> WallClock().lags(np.array([0]), np.array([150.0]), now=200.0).tolist()
+[50.0]
 """
 from __future__ import annotations
 
@@ -20,7 +37,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["LagHistogram", "LAG_EDGES", "LAG_RELATIVE_ERROR"]
+from breeboost.settings import FRESHNESS_CLOCKS
+
+__all__ = ["LagHistogram", "LAG_EDGES", "LAG_RELATIVE_ERROR", "FRESHNESS_CLOCKS", "WallClock", "StreamClock",
+           "lag_clock"]
 
 LAG_EDGES = 10.0 ** (np.arange(-3 * 20, 6 * 20 + 1) / 20)
 #: Largest relative error of a reported quantile inside [1e-3, 1e6] seconds.
@@ -70,3 +90,63 @@ class LagHistogram:
         h = cls()
         h._counts[np.asarray(d["i"], dtype=np.int64)] = np.asarray(d["c"], dtype=np.int64)
         return h
+
+
+class WallClock:
+    """Lags against the processing time: ``now - event_time``."""
+
+    name = "wall"
+
+    def lags(self, partitions: np.ndarray, event_times: np.ndarray, now: float) -> np.ndarray:
+        """The lag of each event (``partitions``: each event's input partition, unused here)."""
+        return now - event_times
+
+    def forget(self, partitions: Any) -> None:
+        """Nothing to forget: the wall clock has no state."""
+
+
+class StreamClock:
+    """Lags against each partition's watermark (its largest event time so far; NaN times are skipped).
+
+    Events of one partition must come in offset order (as a consumer reads them); the watermark is a
+    running maximum, so an event is compared with the newest one before or at it, never with a later one
+    of the same micro-batch (a fast replay of sparse data would otherwise look late by a batch's span).
+    """
+
+    name = "stream"
+
+    def __init__(self) -> None:
+        self._watermarks: dict[int, float] = {}
+
+    @property
+    def watermarks(self) -> dict[int, float]:
+        """partition -> its largest event time seen (a copy)."""
+        return dict(self._watermarks)
+
+    def lags(self, partitions: np.ndarray, event_times: np.ndarray, now: float) -> np.ndarray:
+        t = np.asarray(event_times, dtype=np.float64)
+        parts = np.asarray(partitions, dtype=np.int64)
+        out = np.empty_like(t)
+        for p in np.unique(parts).tolist():
+            at = np.flatnonzero(parts == p)
+            seen = np.fmax.accumulate(np.concatenate([[self._watermarks.get(p, -np.inf)], t[at]]))
+            out[at] = seen[1:] - t[at]
+            if np.isfinite(seen[-1]):
+                self._watermarks[p] = float(seen[-1])
+        return out
+
+    def forget(self, partitions: Any) -> None:
+        """Drop the watermarks of revoked partitions (their next owner starts from their events)."""
+        for p in partitions:
+            self._watermarks.pop(int(p), None)
+
+
+def lag_clock(mode: str) -> WallClock | StreamClock:
+    """The clock of a ``freshness_clock`` setting value (one of :data:`FRESHNESS_CLOCKS`).
+
+    >>> lag_clock("stream").name, lag_clock("wall").name
+    ('stream', 'wall')
+    """
+    if mode not in FRESHNESS_CLOCKS:
+        raise ValueError(f"freshness_clock must be one of {', '.join(FRESHNESS_CLOCKS)}, got {mode!r}")
+    return StreamClock() if mode == "stream" else WallClock()

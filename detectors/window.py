@@ -39,6 +39,7 @@ from typing import Any, Mapping
 import numpy as np
 import orjson
 
+from breeboost.rejections import SCHEMA_REASONS  # re-exported: the reasons counted in schema_error_ratio
 from detectors.errors import SketchError
 from detectors.freshness import LagHistogram
 from detectors.profile import check_profile
@@ -47,9 +48,6 @@ from detectors.sketch import CategoricalReference, CategoricalSketch, NumericRef
 __all__ = ["WindowSketch", "CompiledProfile", "compile_profile", "merge", "SKETCH_FORMAT", "SCHEMA_REASONS"]
 
 SKETCH_FORMAT = "breeboost.window-sketch/1"
-#: Dead-letter reasons that mean "the event does not match the schema" (schema_error_ratio).
-SCHEMA_REASONS = frozenset({"missing_field", "wrong_type", "not_finite", "unknown_category", "not_an_object",
-                            "invalid_json"})
 _FIXED = float(2 ** 40)
 
 

@@ -1,12 +1,14 @@
 """Incident response: policy, lifecycle, the incidents topic, sinks, log, RCA and the playbook.
 
-- :mod:`incident.policy`: window statistics -> breaches with a type and P1..P4 (``policy.toml``).
+- :mod:`incident.policy`: window statistics -> breaches with a type and P1..P4 (``policy.toml``), composed of
+  one rule object per incident type (:mod:`incident.rules`: evaluate, explain, signals, runbook anchor).
 - :mod:`incident.lifecycle`: :class:`IncidentManager`, pending -> firing -> resolved, de-dup, inhibition.
 - :mod:`incident.events`: the event JSON Schema (``schema/incident-event.schema.json``), fingerprints.
 - :mod:`incident.state`, :mod:`incident.log`: the agent's state file, ``incident_log.jsonl``.
 - :mod:`incident.sinks`: Alertmanager/Slack webhooks; :mod:`incident.metrics`: Prometheus series.
 - :mod:`incident.topic`: publish/read the ``incidents`` topic; :mod:`incident.rca`: root-cause analysis.
-- :mod:`incident.service`: what the incident agent calls. CLIs: ``breeboost incidents``, ``breeboost rca``.
+- :mod:`incident.service`: what the incident agent calls; :mod:`incident.agent` installs that agent on a Faust
+  app. The commands (``breeboost incidents``, ``breeboost rca``) live in ``breeboost.commands``.
 
 See docs/incidents.md and ``incident/playbook.md``.
 """

@@ -41,12 +41,16 @@ import time
 from typing import Any, Iterable, Mapping
 
 from incident.events import event_order, fingerprint, incident_id_for, iso
-from incident.policy import Breach, Policy, get_path, most_severe, number
+from incident.policy import Breach, Policy, get_path, number
+from incident.state import Tracker
 
-__all__ = ["IncidentManager", "STATE_VERSION"]
+__all__ = ["IncidentManager", "STATE_VERSION", "LEGACY_STREAM"]
 
 STATE_VERSION = 1
 _RECENT_IDS = 1024  # window ids remembered for payloads without an index
+#: The stream name of payloads without a ``stream`` field, and what state files and events said before the
+#: worker wrote the field (read as the manager's ``default_stream``).
+LEGACY_STREAM = "default"
 
 
 def _index(value: Any) -> int | None:
@@ -76,18 +80,26 @@ class IncidentManager:
         Thresholds, lifecycle counts and inhibition rules.
     state : dict, optional
         A :meth:`state_dict` saved earlier (same as :meth:`from_state`).
+    default_stream : str
+        The stream of payloads without a ``stream`` field (the worker writes its input topic there; the
+        agent passes the same topic, so old and new payloads of one stream share their window indexes).
+        State files and events from before the field say ``"default"``, which is read as this name.
     """
 
-    def __init__(self, policy: Policy, state: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, policy: Policy, state: Mapping[str, Any] | None = None,
+                 default_stream: str = LEGACY_STREAM) -> None:
         if not isinstance(policy, Policy):
             raise ValueError(f"policy: expected an incident.policy.Policy, got {type(policy).__name__}")
+        if not isinstance(default_stream, str) or not default_stream:
+            raise ValueError(f"default_stream: expected a non-empty stream name, got {default_stream!r}")
         self.policy = policy
+        self.default_stream = default_stream
         self._reset()
         if state is not None:
             self._load(state)
 
     def _reset(self) -> None:
-        self._trackers: dict[str, dict] = {}
+        self._trackers: dict[str, Tracker] = {}
         self._last_index: dict[str, int] = {}     # newest window index per stream
         self._floor: dict[str, int] = {}          # at or below: ignored (too late, or processed)
         self._seen: dict[str, set[int]] = {}      # processed indexes in (floor, last]
@@ -96,34 +108,48 @@ class IncidentManager:
         self.processed = 0
         self.ignored = 0
 
+    def _stream(self, value: Any, legacy: bool = False) -> str:
+        """The stream a payload (or, with ``legacy``, a saved state or event) belongs to."""
+        if not isinstance(value, str) or not value or (legacy and value == LEGACY_STREAM):
+            return self.default_stream
+        return value
+
     # -- persistence -------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         """Everything needed to continue after a restart, JSON-able (pending counters included)."""
         return {"version": STATE_VERSION, "last_index": dict(self._last_index), "floor_index": dict(self._floor),
                 "seen_index": {k: sorted(v) for k, v in self._seen.items()},
-                "recent_ids": list(self._recent_ids), "trackers": copy.deepcopy(self._trackers),
+                "recent_ids": list(self._recent_ids),
+                "trackers": {fp: t.to_dict() for fp, t in self._trackers.items()},
                 "baselines": copy.deepcopy(self._baselines),
                 "processed": self.processed, "ignored": self.ignored}
 
     @classmethod
-    def from_state(cls, policy: Policy, state: Mapping[str, Any]) -> "IncidentManager":
-        return cls(policy, state)
+    def from_state(cls, policy: Policy, state: Mapping[str, Any], default_stream: str = LEGACY_STREAM
+                   ) -> "IncidentManager":
+        return cls(policy, state, default_stream)
 
     def _load(self, state: Mapping[str, Any]) -> None:
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"state: expected version {STATE_VERSION}, got {state.get('version')!r}")
-        self._trackers = copy.deepcopy(dict(state.get("trackers", {})))
-        self._last_index = {str(k): int(v) for k, v in state.get("last_index", {}).items()}
+
+        def per_stream(key: str) -> dict[str, Any]:
+            return {self._stream(k, legacy=True): v for k, v in state.get(key, {}).items()}
+        self._trackers = {str(fp): Tracker.from_dict(t) for fp, t in state.get("trackers", {}).items()}
+        for t in self._trackers.values():
+            t.stream = self._stream(t.stream, legacy=True)
+        self._last_index = {k: int(v) for k, v in per_stream("last_index").items()}
         # a state without the seen set (older files) treats everything up to the last index as processed
-        self._floor = {**self._last_index, **{str(k): int(v) for k, v in state.get("floor_index", {}).items()}}
-        self._seen = {str(k): {int(i) for i in v} for k, v in state.get("seen_index", {}).items()}
+        self._floor = {**self._last_index, **{k: int(v) for k, v in per_stream("floor_index").items()}}
+        self._seen = {k: {int(i) for i in v} for k, v in per_stream("seen_index").items()}
         self._recent_ids.extend(state.get("recent_ids", []))
         self._baselines = {str(k): [float(x) for x in v] for k, v in state.get("baselines", {}).items()}
         self.processed = int(state.get("processed", 0))
         self.ignored = int(state.get("ignored", 0))
 
     @classmethod
-    def restore(cls, policy: Policy, events: Iterable[Mapping[str, Any]]) -> "IncidentManager":
+    def restore(cls, policy: Policy, events: Iterable[Mapping[str, Any]], default_stream: str = LEGACY_STREAM
+                ) -> "IncidentManager":
         """Rebuild from the incidents topic: firing incidents come back from their latest event.
 
         What the topic cannot hold is lost: pending counters (a breach that had not fired yet starts
@@ -131,64 +157,45 @@ class IncidentManager:
         windows again). The last processed window index per stream is the highest one any event was
         emitted at. Prefer the state file; use this when it is missing.
         """
-        m = cls(policy)
+        m = cls(policy, default_stream=default_stream)
         latest: dict[str, dict] = {}
         notes: dict[str, list] = {}
         for e in events:
             if e.get("source") == "cli":
                 notes.setdefault(e["incident_id"], []).append(e)
-            else:
-                w = e.get("details", {}).get("window", {})
-                idx = _index(w.get("evaluated_index"))
-                stream = str(w.get("stream", "default"))
-                if idx is not None and idx > m._last_index.get(stream, -1):
-                    m._last_index[stream] = m._floor[stream] = idx
+                continue
+            w = e.get("details", {}).get("window", {})
+            idx = _index(w.get("evaluated_index"))
+            stream = m._stream(w.get("stream"), legacy=True)
+            if idx is not None and idx > m._last_index.get(stream, -1):
+                m._last_index[stream] = m._floor[stream] = idx
             fp = e.get("fingerprint")
-            if fp and e.get("source") != "cli" and (fp not in latest or event_order(e) >= event_order(latest[fp])):
+            if fp and (fp not in latest or event_order(e) >= event_order(latest[fp])):
                 latest[fp] = dict(e)
         for fp, e in latest.items():
             if e.get("status") != "firing":
                 continue
-            d = e["details"]
-            w = d["window"]
-            t = {
-                "type": e["type"], "fingerprint": fp, "model_version": e.get("model_version"),
-                "status": "firing", "incident_id": e["incident_id"], "seq": int(e["seq"]),
-                "pending": policy.pending_windows, "clean": 0,
-                "recent": [[e["severity"], list(d["affected_features"])]],
-                "severity": e["severity"], "features": list(d["affected_features"]),
-                "peak_severity": d.get("peak_severity", e["severity"]),
-                "covers_all": bool(d.get("covers_all_features", False)),
-                "started_at": e["started_at"], "updated_at": e["updated_at"],
-                "stream": w.get("stream", "default"),
-                "first_window": {"index": w.get("first_index"), "window_id": w.get("first_window_id"),
-                                 "first_event_time": w.get("first_event_time")},
-                "last_window": {"index": w.get("last_index"), "window_id": w.get("last_window_id"),
-                                "last_event_time": w.get("last_event_time")},
-                "partitions": list(w.get("partitions", [])),
-                "counts": dict(d.get("counts", {"windows_breached": 0})),
-                "last": {"summary": e["summary"], "value": d.get("value"), "evidence": d.get("evidence", {})},
-                "notes": list(e.get("notes", [])), "acknowledged": bool(e.get("acknowledged")),
-                "closed": bool(e.get("closed")),
-            }
-            m._trackers[fp] = t
-            for ne in notes.get(t["incident_id"], []):
-                m.observe(ne)
+            stream = m._stream(e["details"]["window"].get("stream"), legacy=True)
+            t = m._trackers[fp] = Tracker.from_event(e, policy.pending_windows, stream)
+            for ne in notes.get(t.incident_id, []):
+                t.merge_notes(ne)
         return m
 
     # -- queries -----------------------------------------------------------------------------------
     def open_incidents(self) -> list[dict]:
-        """Firing incidents (tracker dicts; read only)."""
-        return [t for t in self._trackers.values() if t["status"] == "firing"]
+        """Firing incidents, as their state-file entries (copies: changing them changes nothing)."""
+        return [t.to_dict() for t in self._trackers.values() if t.status == "firing"]
 
     def pending(self) -> list[dict]:
-        return [t for t in self._trackers.values() if t["status"] == "pending"]
+        """Breaches waiting to fire, as their state-file entries (copies)."""
+        return [t.to_dict() for t in self._trackers.values() if t.status == "pending"]
 
     def open_counts(self) -> dict[str, int]:
         """Firing incidents per severity, every severity present (for the ``incidents_open`` gauge)."""
         counts = {s: 0 for s in ("P1", "P2", "P3", "P4")}
-        for t in self.open_incidents():
-            counts[t["severity"]] += 1
+        for t in self._trackers.values():
+            if t.status == "firing":
+                counts[t.severity] += 1
         return counts
 
     # -- external changes --------------------------------------------------------------------------
@@ -198,13 +205,8 @@ class IncidentManager:
         Later agent events then carry the notes and flags. Returns whether an incident matched.
         """
         for t in self._trackers.values():
-            if t.get("incident_id") == event.get("incident_id"):
-                seen = {(n.get("at"), n.get("action"), n.get("text")) for n in t["notes"]}
-                for n in event.get("notes", []):
-                    if (n.get("at"), n.get("action"), n.get("text")) not in seen:
-                        t["notes"].append(dict(n))
-                t["acknowledged"] = t["acknowledged"] or bool(event.get("acknowledged"))
-                t["closed"] = t["closed"] or bool(event.get("closed"))
+            if t.incident_id == event.get("incident_id"):
+                t.merge_notes(event)
                 return True
         return False
 
@@ -215,23 +217,16 @@ class IncidentManager:
         if not isinstance(stats, Mapping):
             raise ValueError(f"stats: expected a drift.stats mapping, got {type(stats).__name__}")
         win = _window_info(stats)
-        stream = str(stats.get("stream") or "default")
-        if win["index"] is not None:
-            if not self._first_time(stream, win["index"]):
-                self.ignored += 1
-                return []
-        elif win["window_id"] is not None:
-            if win["window_id"] in self._recent_ids:
-                self.ignored += 1
-                return []
-            self._recent_ids.append(win["window_id"])
+        stream = self._stream(stats.get("stream"))
+        if not self._first_time(stream, win):
+            self.ignored += 1
+            return []
         self.processed += 1
         mv = stats.get("model_version") if isinstance(stats.get("model_version"), str) else None
         stats = self._with_learned_references(stats)
         breaches = self.policy.evaluate(stats)
         self._learn(stats, breaches)
-        sources = [Breach(t["type"], t["severity"], tuple(t["features"]), None, "", {}, t["covers_all"])
-                   for t in self.open_incidents()]
+        sources = [t.as_source() for t in self._trackers.values() if t.status == "firing"]
         kept, muted = self.policy.inhibit(breaches, sources)
         events: list[dict] = []
         seen: set[str] = set()
@@ -241,25 +236,39 @@ class IncidentManager:
             seen.add(fp)
             t = self._trackers.get(fp)
             if t is None:
-                t = self._trackers[fp] = self._new_tracker(b, fp, mv, stream, win, now)
-            ev = self._on_breach(t, b, win, now, muted)
+                t = self._trackers[fp] = Tracker.new(b, fp, mv, stream, win, now)
+            ev = self._on_breach(t, b, win, now, [m for m in muted if m["type"] == b.type])
             if ev is not None:
                 events.append(ev)
+        events += self._on_clean(seen, win, now)
+        return events
+
+    def _on_clean(self, breached: set[str], win: dict, now: float) -> list[dict]:
+        """Trackers without a breach in this window: pending ones reset, firing ones count a clean window."""
+        events = []
         for fp, t in list(self._trackers.items()):
-            if fp in seen:
+            if fp in breached:
                 continue
-            if t["status"] == "pending":
+            if t.status == "pending":
                 del self._trackers[fp]  # the breach did not hold: pending resets, nothing was published
                 continue
-            t["clean"] += 1
-            t["counts"]["windows_clean"] = t["counts"].get("windows_clean", 0) + 1
-            self._push_recent(t, None)
-            if t["clean"] >= self.policy.resolve_windows:
+            t.record_clean(self.policy.resolve_windows)
+            if t.clean >= self.policy.resolve_windows:
                 events.append(self._event(t, "resolved", now, win, ended=True))
                 del self._trackers[fp]
         return events
 
-    def _first_time(self, stream: str, index: int) -> bool:
+    def _first_time(self, stream: str, win: dict) -> bool:
+        """Whether this window is new: by index (see :meth:`_first_index`), else by window id."""
+        if win["index"] is not None:
+            return self._first_index(stream, win["index"])
+        if win["window_id"] is not None:
+            if win["window_id"] in self._recent_ids:
+                return False
+            self._recent_ids.append(win["window_id"])
+        return True
+
+    def _first_index(self, stream: str, index: int) -> bool:
         """Record ``index`` as processed; False if it was before or is more than ``late_windows`` old."""
         seen = self._seen.setdefault(stream, set())
         if index <= self._floor.get(stream, -1) or index in seen:
@@ -273,133 +282,82 @@ class IncidentManager:
         return True
 
     # -- learned references (statistics whose normal level the payload does not carry) ----------------
-    def _learned_types(self) -> list[tuple[str, dict]]:
-        return [(n, c) for n, c in self.policy.types.items() if c.get("learn_reference_windows") and c.get("statistic")]
+    def _learned(self) -> list[tuple[str, Any]]:
+        return [(name, rule.learning) for name, rule in self.policy.rules.items() if rule.learning is not None]
 
     def _with_learned_references(self, stats: Mapping[str, Any]) -> Mapping[str, Any]:
         """Inject ``reference.<statistic>`` (median of recent clean windows) where the payload has none."""
         out = stats
-        for name, cfg in self._learned_types():
-            if any(number(get_path(stats, p)) is not None for p in cfg.get("reference", [])):
+        for name, learning in self._learned():
+            if any(number(get_path(stats, p)) is not None for p in learning.paths):
                 continue
             values = self._baselines.get(name, [])
-            if len(values) < int(cfg.get("learn_min_windows", 3)):
+            if len(values) < learning.min_windows:
                 continue
             if out is stats:
                 out = dict(stats)
                 out["reference"] = dict(stats["reference"]) if isinstance(stats.get("reference"), Mapping) else {}
-            out["reference"][cfg["statistic"]] = float(statistics.median(values))
+            out["reference"][learning.key] = float(statistics.median(values))
         return out
 
     def _learn(self, stats: Mapping[str, Any], breaches: list[Breach]) -> None:
         breached = {b.type for b in breaches}
-        for name, cfg in self._learned_types():
+        for name, learning in self._learned():
             # Windows where this rule did not breach teach its normal level (the median keeps an odd window
             # from moving it). Other types' breaches do not matter: a one-window feature drift at the start
             # of a stream must not delay the reference until the next incident has passed.
             if name in breached:
                 continue
-            value = number(get_path(stats, cfg["statistic"]))
+            value = number(get_path(stats, learning.statistic))
             if value is None:
                 continue
             values = self._baselines.setdefault(name, [])
             values.append(value)
-            del values[:-int(cfg["learn_reference_windows"])]
+            del values[:-learning.windows]
 
-    def _new_tracker(self, b: Breach, fp: str, mv: str | None, stream: str, win: dict, now: float) -> dict:
-        return {
-            "type": b.type, "fingerprint": fp, "model_version": mv, "status": "pending", "incident_id": None,
-            "seq": 0, "pending": 0, "clean": 0, "recent": [], "severity": b.severity, "features": [],
-            "peak_severity": b.severity, "covers_all": b.covers_all, "started_at": iso(now), "updated_at": iso(now),
-            "stream": stream,
-            "first_window": {"index": win["index"], "window_id": win["window_id"],
-                             "first_event_time": win["first_event_time"]},
-            "last_window": {}, "partitions": [], "counts": {"windows_breached": 0, "windows_clean": 0,
-                                                            "events": 0, "dead_lettered": 0},
-            "last": {}, "notes": [], "acknowledged": False, "closed": False,
-        }
-
-    def _push_recent(self, t: dict, entry: list | None) -> None:
-        t["recent"].append(entry)
-        del t["recent"][:-self.policy.resolve_windows]
-
-    def _on_breach(self, t: dict, b: Breach, win: dict, now: float, muted: list[dict]) -> dict | None:
-        self._push_recent(t, [b.severity, list(b.features)])
-        t["clean"] = 0
-        t["last"] = {"summary": b.summary, "value": b.value, "evidence": b.evidence,
-                     "inhibited": [m for m in muted if m["type"] == b.type]}
-        # windows can arrive slightly out of order (see late_windows): the span is min..max of the breaches
-        first, last = t["first_window"].get("index"), t["last_window"].get("index")
-        if win["index"] is not None and first is not None and win["index"] < first:
-            t["first_window"] = {"index": win["index"], "window_id": win["window_id"],
-                                 "first_event_time": win["first_event_time"]}
-        if win["index"] is None or last is None or win["index"] > last:
-            t["last_window"] = {"index": win["index"], "window_id": win["window_id"],
-                                "last_event_time": win["last_event_time"]}
-        t["partitions"] = sorted(set(t["partitions"]) | set(win["partitions"]))
-        c = t["counts"]
-        c["windows_breached"] += 1
-        c["events"] += win["events"]
-        c["dead_lettered"] += win["dead_lettered"]
-        live = [r for r in t["recent"] if r is not None]
-        severity = most_severe(r[0] for r in live)
-        features = sorted({f for r in live for f in r[1]})
-        t["peak_severity"] = most_severe([t["peak_severity"], severity])
-        if t["status"] == "pending":
-            t["pending"] += 1
-            t["severity"], t["features"] = severity, features
-            if t["pending"] < self.policy.pending_windows:
+    def _on_breach(self, t: Tracker, b: Breach, win: dict, now: float, inhibited: list[dict]) -> dict | None:
+        severity, features = t.record_breach(b, win, inhibited, self.policy.resolve_windows)
+        if t.status == "pending":
+            t.pending += 1
+            t.severity, t.features = severity, features
+            if t.pending < self.policy.pending_windows:
                 return None
-            t["status"] = "firing"
-            t["incident_id"] = incident_id_for(t["fingerprint"], t["stream"], t["first_window"]["index"],
-                                               t["first_window"]["window_id"], t["started_at"])
+            t.status = "firing"
+            t.incident_id = incident_id_for(t.fingerprint, t.stream, t.first_window["index"],
+                                            t.first_window["window_id"], t.started_at)
             return self._event(t, "fired", now, win)
-        changed = severity != t["severity"] or bool(set(features) - set(t["features"]))
-        t["severity"], t["features"] = severity, features
+        changed = severity != t.severity or bool(set(features) - set(t.features))
+        t.severity, t.features = severity, features
         return self._event(t, "updated", now, win) if changed else None
 
-    def _event(self, t: dict, kind: str, now: float, win: dict, ended: bool = False) -> dict:
-        t["seq"] += 1
-        t["updated_at"] = iso(now)
-        p = self.policy
-        fw, lw = t["first_window"], t["last_window"]
+    def _event(self, t: Tracker, kind: str, now: float, win: dict, ended: bool = False) -> dict:
+        t.seq += 1
+        t.updated_at = iso(now)
+        fw, lw = t.first_window, t.last_window
         details = {
-            "affected_features": list(t["features"]),
-            "covers_all_features": t["covers_all"],
-            "value": t["last"].get("value"),
-            "evidence": t["last"].get("evidence", {}),
-            "window": {"stream": t["stream"], "first_index": fw.get("index"), "last_index": lw.get("index"),
+            "affected_features": list(t.features),
+            "covers_all_features": t.covers_all,
+            "value": t.last.get("value"),
+            "evidence": t.last.get("evidence", {}),
+            "window": {"stream": t.stream, "first_index": fw.get("index"), "last_index": lw.get("index"),
                        "evaluated_index": win["index"], "first_window_id": fw.get("window_id"),
                        "last_window_id": lw.get("window_id"), "first_event_time": fw.get("first_event_time"),
-                       "last_event_time": lw.get("last_event_time"), "partitions": list(t["partitions"])},
-            "counts": dict(t["counts"]),
-            "peak_severity": t["peak_severity"],
+                       "last_event_time": lw.get("last_event_time"), "partitions": list(t.partitions)},
+            "counts": dict(t.counts),
+            "peak_severity": t.peak_severity,
         }
-        if t["last"].get("inhibited"):
-            details["inhibited"] = t["last"]["inhibited"]
-        summary = t["last"].get("summary") or f"{t['severity']} {t['type']}"
+        if t.last.get("inhibited"):
+            details["inhibited"] = t.last["inhibited"]
+        summary = t.last.get("summary") or f"{t.severity} {t.type}"
         if ended:
-            summary = f"resolved after {t['clean']} clean windows: {summary}"
+            summary = f"resolved after {t.clean} clean windows: {summary}"
         return {
-            "schema_version": 1,
-            "event_id": f"{t['incident_id']}:{t['seq']}",
-            "event": kind,
-            "seq": t["seq"],
-            "incident_id": t["incident_id"],
-            "fingerprint": t["fingerprint"],
-            "status": "resolved" if ended else "firing",
-            "severity": t["severity"],
-            "pagerduty_severity": p.pagerduty_severity(t["severity"]),
-            "type": t["type"],
-            "summary": summary,
-            "details": details,
-            "model_version": t["model_version"],
-            "started_at": t["started_at"],
-            "updated_at": t["updated_at"],
-            "ended_at": iso(now) if ended else None,
-            "runbook": p.runbook(t["type"]),
-            "acknowledged": t["acknowledged"],
-            "closed": t["closed"],
-            "notes": [dict(n) for n in t["notes"]],
-            "source": "agent",
+            "schema_version": 1, "event_id": f"{t.incident_id}:{t.seq}", "event": kind, "seq": t.seq,
+            "incident_id": t.incident_id, "fingerprint": t.fingerprint,
+            "status": "resolved" if ended else "firing", "severity": t.severity,
+            "pagerduty_severity": self.policy.pagerduty_severity(t.severity), "type": t.type, "summary": summary,
+            "details": details, "model_version": t.model_version, "started_at": t.started_at,
+            "updated_at": t.updated_at, "ended_at": iso(now) if ended else None,
+            "runbook": self.policy.runbook(t.type), "acknowledged": t.acknowledged, "closed": t.closed,
+            "notes": [dict(n) for n in t.notes], "source": "agent",
         }

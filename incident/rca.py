@@ -2,7 +2,10 @@
 
 Per feature: PSI over the windows (max, mean, last), windows over threshold, missing percentages, and the
 first window (and partitions) where it crossed; which feature moved first; per incident, where it
-started and the likely cause in plain words (from the playbook).
+started and the likely cause in plain words (its type's rule: :meth:`incident.rules.base.Rule.explain`),
+with what moved the model's score. And from the windows' ``attribution`` (exact TreeSHAP on a sample of
+each window, against the training slice): which features moved the score, and when
+(:func:`attribution_table`).
 
 A feature "crosses" in a window when its calibrated ``drifted`` flag is true or its PSI reaches the
 policy's lowest feature-drift band (0.1 by default). When several cross in the same window, an input
@@ -24,24 +27,19 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from breeboost.windows_order import order_windows
+from detectors.attribution import MOVED_Z, describe_change
 from incident.events import latest_by_incident
-from incident.policy import Policy, get_path, number
+from incident.policy import Policy, number
+from incident.rules import RULES
 
 __all__ = ["order_stats", "feature_table", "top_drift", "first_changed", "incident_rows", "summary",
-           "likely_cause", "render_summary", "render_top_drift"]
+           "likely_cause", "attribution_table", "render_summary", "render_top_drift", "render_attribution"]
 
 
 def order_stats(stats: Iterable[Mapping[str, Any]]) -> list[dict]:
-    """Payloads sorted by window index (then id), redeliveries collapsed to the last copy."""
-    by_key: dict[tuple, dict] = {}
-    for s in stats:
-        if not isinstance(s, Mapping):
-            continue
-        w = s.get("window") if isinstance(s.get("window"), Mapping) else {}
-        idx = w.get("index") if isinstance(w.get("index"), int) else None
-        key = (str(s.get("stream") or "default"), idx if idx is not None else -1, str(s.get("window_id")))
-        by_key[key] = dict(s)
-    return [by_key[k] for k in sorted(by_key, key=lambda k: (k[1], k[2], k[0]))]
+    """Window history in the one order of :func:`breeboost.windows_order.order_windows`."""
+    return order_windows(stats)
 
 
 def _crossing_bound(policy: Policy | None) -> float:
@@ -162,58 +160,48 @@ def _derived_features() -> frozenset[str]:
         return frozenset()
 
 
-def _pct(v: float | None) -> str:
-    return "n/a" if v is None else f"{100 * v:.1f}%"
+def attribution_table(stats: Iterable[Mapping[str, Any]]) -> list[dict]:
+    """Per feature, how its contribution to the score moved over the windows that carry ``attribution``
+    with a reference: the largest change (signed, log-odds) and its window, the last change, and the
+    windows where the change was significant (``|z| >= detectors.attribution.MOVED_Z``); ranked by the
+    largest ``|change|``. Empty without attribution."""
+    rows: dict[str, dict] = {}
+    for s in order_stats(stats):
+        a = s.get("attribution")
+        if not isinstance(a, Mapping) or number(a.get("score_change")) is None:
+            continue
+        index = (s.get("window") or {}).get("index")
+        for name in a.get("ranking") or []:
+            f = (a.get("features") or {}).get(name) or {}
+            c, z = number(f.get("change")), number(f.get("z"))
+            if c is None:
+                continue
+            r = rows.setdefault(name, {"feature": name, "windows": 0, "windows_moved": 0, "max_change": 0.0,
+                                       "max_change_window_index": None, "last_change": None})
+            r["windows"] += 1
+            r["windows_moved"] += z is not None and abs(z) >= MOVED_Z
+            if abs(c) > abs(r["max_change"]):
+                r["max_change"], r["max_change_window_index"] = c, index
+            r["last_change"] = c
+    return sorted(rows.values(), key=lambda r: (-abs(r["max_change"]), r["feature"]))
 
 
 def likely_cause(incident: Mapping[str, Any], stats: list[dict], policy: Policy | None = None) -> tuple[str, dict | None]:
-    """Plain-words cause for one incident (its latest event), and the first-changed feature row if any."""
+    """Plain-words cause for one incident (its latest event), and the first-changed feature row if any.
+
+    The words are the incident type's rule's (:meth:`incident.rules.base.Rule.explain`); the feature that
+    changed first is looked for among the incident's features from two windows before it started.
+    """
     d = incident.get("details") or {}
-    ev = d.get("evidence") or {}
     feats = d.get("affected_features") or []
-    t = incident.get("type")
     w = d.get("window") or {}
     since = w.get("first_index") - 2 if isinstance(w.get("first_index"), int) else None
     first = first_changed(stats, policy, features=feats or None, since_index=since) if stats else None
-    if t == "feature_drift":
-        name = first["feature"] if first else (feats[0] if feats else "a feature")
-        others = [f for f in feats if f != name]
-        step = ""
-        if first and first.get("first_psi") is not None and first["first_psi"] >= 0.2:
-            step = " It jumped within one window: look for a deploy or an upstream change at that time."
-        where = f" in window {first['first_window_index']}" if first and first.get("first_window_index") is not None else ""
-        return (f"The distribution of {name} changed first{where}"
-                + (f"; {', '.join(others)} followed" if others else "")
-                + f". Likely an upstream change in {name} (units, scaling, a new traffic source or type mix) "
-                  "or a shift in the population." + step), first
-    if t == "missing_data":
-        miss = ev.get("feature_missing_ratio") or {}
-        which = ", ".join(f"{k} ({_pct(v)})" for k, v in sorted(miss.items(), key=lambda kv: -kv[1])) or "some fields"
-        return (f"{_pct(d.get('value'))} of events arrive with missing or null fields: {which}. A producer "
-                "release or an upstream join is dropping them; the events are dead-lettered."), first
-    if t == "schema_mismatch":
-        return (f"{_pct(d.get('value'))} of events no longer match the schema (a renamed or retyped field): a "
-                "producer changed the contract. Compare a dead-lettered record with the spec."), first
-    if t == "corrupted_balances":
-        return (f"Balances do not add up in {_pct(d.get('value'))} of events (reference {_pct(ev.get('reference'))}): "
-                "a ledger or bookkeeping bug upstream (double-applied or one-sided updates)."), first
-    if t == "stale_data":
-        lag = number(d.get("value"))
-        return (f"Event time lags processing by {lag:.0f} s at p95: a consumer backlog (workers down or too few) "
-                "or a wrong clock/timezone at the source." if lag is not None else
-                "Events arrive late: a consumer backlog or a wrong source clock."), first
-    if t == "dead_letter_spike":
-        reasons = ev.get("dlq_by_reason") or {}
-        top = ", ".join(f"{k} ({v})" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])[:3] if v) or "unknown reasons"
-        return (f"{_pct(d.get('value'))} of events were dead-lettered, mostly {top}: malformed or invalid "
-                "payloads from a producer."), first
-    if t == "score_drift":
-        return ("The score distribution moved without a matching input drift: a model, threshold or feature-code "
-                "change, or a real change in fraud pressure."), first
-    if t == "concept_drift":
-        return ("Labels disagree with predictions more than before: the fraud pattern changed (or labels are late "
-                "or wrong); plan retraining on recent labels."), first
-    return "No rule for this incident type.", first
+    registry = policy.registry if policy is not None else RULES
+    rule = registry.get(str(incident.get("type")))
+    if rule is None:
+        return "No rule for this incident type.", first
+    return rule.explain(incident, first), first
 
 
 def incident_rows(events: Iterable[Mapping[str, Any]], stats: list[dict], policy: Policy | None = None) -> list[dict]:
@@ -231,6 +219,8 @@ def incident_rows(events: Iterable[Mapping[str, Any]], stats: list[dict], policy
                      "last_window_index": w.get("last_index"), "first_window_id": w.get("first_window_id"),
                      "partitions": w.get("partitions", []), "summary": e.get("summary"),
                      "first_changed_feature": first["feature"] if first else None,
+                     "model_impact": describe_change((d.get("evidence") or {}).get("attribution"),
+                                                     d.get("affected_features") or None),
                      "likely_cause": cause, "runbook": e.get("runbook"),
                      "notes": [n.get("text") for n in e.get("notes", [])]})
     rows.sort(key=lambda r: r.get("started_at") or "", reverse=True)
@@ -254,6 +244,7 @@ def summary(events: Iterable[Mapping[str, Any]], stats: Iterable[Mapping[str, An
         "missing_pct": {r["feature"]: r["max_missing_pct"] for r in table if r["max_missing_pct"]},
         "event_missing_pct": {"max": 100 * max(miss), "mean": 100 * float(np.mean(miss))} if miss else None,
         "first_changed": first,
+        "score_movers": [r for r in attribution_table(hist) if r["windows_moved"] > 0][:n],
     }
 
 
@@ -275,6 +266,15 @@ def render_top_drift(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def render_attribution(rows: list[dict]) -> str:
+    """The :func:`attribution_table` rows as text."""
+    lines = [f"{'#':>2} {'FEATURE':<22} {'MAX CHANGE':>10} {'IN WINDOW':>9} {'MOVED':>7} {'LAST':>8}"]
+    for i, r in enumerate(rows, 1):
+        lines.append(f"{i:>2} {r['feature']:<22} {r['max_change']:>+10.3f} {str(r['max_change_window_index']):>9} "
+                     f"{r['windows_moved']:>3}/{r['windows']:<3} {_f(r['last_change'], '+.3f'):>8}")
+    return "\n".join(lines)
+
+
 def render_summary(s: dict) -> str:
     out = [f"RCA over {s['windows']} drift.stats windows"
            + (f" (index {s['window_range'][0]}..{s['window_range'][1]})" if s["window_range"] else "")
@@ -293,12 +293,16 @@ def render_summary(s: dict) -> str:
                    f"windows {r['first_window_index']}..{r['last_window_index']} partitions {r['partitions'] or '-'}")
         if r["affected_features"]:
             out.append(f"    features: {', '.join(r['affected_features'])}")
+        if r.get("model_impact"):
+            out.append(f"    model impact: {r['model_impact']}")
         out.append(f"    likely cause: {r['likely_cause']}")
         out.append(f"    runbook: {r['runbook']}")
         for note in r["notes"]:
             out.append(f"    note: {note}")
     out += ["", "Drifted features (ranked by max PSI):",
             render_top_drift(s["drifted_features"]) if s["drifted_features"] else "  none"]
+    out += ["", "What moved the score (exact TreeSHAP contribution, window vs training slice, log-odds):",
+            render_attribution(s["score_movers"]) if s.get("score_movers") else "  none"]
     out += ["", "Missing values:"]
     if s["event_missing_pct"]:
         out.append(f"  events with a missing field: max {s['event_missing_pct']['max']:.2f}%, "

@@ -48,19 +48,22 @@ class IncidentService:
         from incident.sinks import WebhookSink
 
         policy = Policy.load(policy_path)
+        # drift.stats records name their stream (the scoring worker's input topic); older ones do not, and
+        # belong to the same stream: the topic this deployment scores.
+        stream = settings.topic_transactions
         state = StateFile(Path(state_dir) / "incident-state.json")
         saved = state.load()
         if saved is not None:
-            manager = IncidentManager.from_state(policy, saved)
+            manager = IncidentManager.from_state(policy, saved, default_stream=stream)
             log(_log, "incident state loaded", path=str(state.path), open=len(manager.open_incidents()))
         elif restore_from_topic:
             from incident.topic import read_events
 
             events = read_events(settings)
-            manager = IncidentManager.restore(policy, events)
+            manager = IncidentManager.restore(policy, events, default_stream=stream)
             log(_log, "incident state rebuilt from topic", events=len(events), open=len(manager.open_incidents()))
         else:
-            manager = IncidentManager(policy)
+            manager = IncidentManager(policy, default_stream=stream)
         metrics = IncidentMetrics(registry) if registry is not None else None
         sinks = []
         for spec in webhooks:

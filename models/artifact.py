@@ -117,10 +117,16 @@ def _json(d: Path, name: str, data: bytes) -> Any:
 
 
 def load_artifact(model_dir: str | Path) -> Artifact:
-    """Read and check a model directory; :class:`ModelError` says what is missing or corrupt."""
+    """Read and check a model directory (a registry's champion, :mod:`models.registry`); :class:`ModelError`
+    says what is missing or corrupt."""
     d = Path(model_dir)
     if not d.is_dir():
         raise ModelError(f"model directory {str(d)!r} does not exist: train a model first (breeboost train --out {d})")
+    reference = None
+    if (d / "registry.json").is_file():   # a model registry (models.registry): serve its champion
+        from models.registry import resolve_champion
+
+        d, reference = resolve_champion(d)   # reference: its re-baselined drift profile, if any
     meta = _json(d, METADATA_FILE, _read(d, METADATA_FILE))
     if not isinstance(meta, dict) or meta.get("format", FORMAT) != FORMAT:
         raise ModelError(f"{str(d / METADATA_FILE)!r} is not BreeBoost model metadata")
@@ -144,5 +150,5 @@ def load_artifact(model_dir: str | Path) -> Artifact:
     if model_version(blobs[model_file], meta["spec"]) != meta["version"]:
         raise ModelError(f"{str(d)!r}: the model and spec do not give version {meta['version']!r}: "
                          "metadata.json was edited or mixed with another model; train again")
-    return Artifact(d, blobs[model_file], meta, _json(d, PROFILE_FILE, blobs[PROFILE_FILE]),
-                    _json(d, REPORT_FILE, blobs[REPORT_FILE]))
+    profile = _json(d, PROFILE_FILE, blobs[PROFILE_FILE]) if reference is None else reference
+    return Artifact(d, blobs[model_file], meta, profile, _json(d, REPORT_FILE, blobs[REPORT_FILE]))

@@ -12,9 +12,16 @@ evaluate the test slice and build the drift reference profile.
   on clean data and would stop boosting after one tree); the booster keeps the trees up to the best
   iteration.
 * **Threshold**: :func:`models.evaluation.choose_threshold` on the validation slice (max F1).
+* **Calibrator**: :class:`models.calibrator.Calibrator` (binned isotonic) on the validation slice, stored in
+  the profile under ``calibration`` (the label-free estimate reads it); the test slice's Brier score, log
+  loss, fraud rate and mean raw and calibrated probability join its metrics (the concept section's
+  reference).
 * **Profile**: ``detectors.profile.build_profile`` over the *training* slice's features (what the model
   learned from; features in the spec's ``drift.exclude`` are left out) and the scores of the validation
-  and test slices (out-of-sample, like the scores seen in serving), at the chosen threshold.
+  and test slices (out-of-sample, like the scores seen in serving), at the chosen threshold; and its
+  ``attribution``: the mean exact TreeSHAP contribution of every input feature over a seeded sample of
+  the training slice (:func:`models.explain.reference_attribution`), what drift windows' attribution is
+  compared with.
 
 Deterministic: the same data, spec and config give the same model version.
 """
@@ -24,11 +31,12 @@ import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 import numpy as np
 
 from models.artifact import model_version, save_artifact
+from models.calibrator import Calibrator
 from models.errors import DataError
 from models.evaluation import choose_threshold, evaluate_scores
 from models.features import Features, compute_features
@@ -181,14 +189,80 @@ def _slice_summary(name: str, y: np.ndarray, times: np.ndarray | None) -> dict[s
     return out
 
 
+@dataclass
+class _Usable:
+    """The rows training can use: validated as serving would, with a 0/1 label."""
+    columns: dict[str, np.ndarray]
+    labels: np.ndarray
+    rows_read: int
+    dropped: dict[str, int]
+
+
+@dataclass
+class _Split:
+    """Train / validation / test positions into the usable rows, the event times they were ordered by
+    (``None``: row order or random) and the summary of each slice."""
+    train: np.ndarray
+    valid: np.ndarray
+    test: np.ndarray
+    times: np.ndarray | None
+    slices: dict[str, dict[str, Any]]
+
+
 def train_model(columns: Mapping[str, Any], spec: FeatureSpec, config: TrainConfig | None = None,
                 progress: Progress | None = None, source: str = "columns") -> TrainedModel:
     """Train a model on a table (see the module docstring); ``progress`` receives one line per step."""
-    import xgboost as xgb
-
     config = config or TrainConfig()
     say = progress or (lambda line: None)
     started = time.perf_counter()
+    usable = _usable_rows(columns, spec, say)
+    spec = _learn_categories(usable.columns, spec)
+    split = _split(usable, spec, config, say)
+    features = compute_features(usable.columns, spec)
+    X, y = features.matrix(), usable.labels
+    booster, best, boost_s, spw = _boost(X, y, split, list(spec.feature_names), config, say)
+    p_valid, p_test = _predict(booster, X[split.valid]), _predict(booster, X[split.test])
+    threshold = choose_threshold(y[split.valid], p_valid)
+    group_col = spec.type_column
+    groups = None if group_col is None else features.categorical[group_col]
+    valid_report = evaluate_scores(y[split.valid], p_valid, threshold,
+                                   None if groups is None else groups[split.valid], group_col)
+    report = evaluate_scores(y[split.test], p_test, threshold,
+                             None if groups is None else groups[split.test], group_col)
+    report["slice"] = "test"
+    valid_report["slice"] = "validation"
+    say(f"best round {best + 1} ({boost_s:.1f} s); threshold {threshold:.6g} (max F1 on validation: "
+        f"{valid_report['at_threshold']['f1']:.4f})")
+    say(f"test: AUPRC {report['auprc']}, ROC AUC {report['roc_auc']}, precision {report['at_threshold']['precision']}, "
+        f"recall {report['at_threshold']['recall']}")
+    train_features = features.take(split.train)
+    profile = _build_profile(train_features, spec, np.concatenate([p_valid, p_test]), threshold, config.seed)
+    profile["attribution"] = _attribution(booster, spec, train_features, config, say)
+    calibrator = Calibrator.fit(y[split.valid], p_valid)
+    probability_test = _probability_summary(y[split.test], p_test, calibrator)
+    profile["calibration"] = calibrator.to_dict(fitted_on="validation slice",
+                                                brier_raw=probability_test["brier"],
+                                                brier_calibrated=probability_test["calibrated_brier"])
+    training = _training_record(usable, split, spec, config, source, spw, best, boost_s, started)
+    metadata = {
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "spec": spec.to_dict(),
+        "feature_names": list(spec.feature_names),
+        "threshold": threshold,
+        "threshold_rule": "max F1 on the validation slice; label = probability >= threshold",
+        "training": training,
+        "libraries": _versions(),
+        "metrics": {"validation": _summary(valid_report), "test": {**_summary(report), **probability_test}},
+        "profile": {"features": "training slice", "scores": "validation and test slices",
+                    "excluded": list(spec.drift_exclude),
+                    "attribution": f"training slice, {profile['attribution']['rows']} rows",
+                    "calibration": "validation slice (binned isotonic, models.calibrator)"},
+    }
+    return TrainedModel(booster, spec, threshold, metadata, profile, report, valid_report)
+
+
+def _usable_rows(columns: Mapping[str, Any], spec: FeatureSpec, say: Progress) -> _Usable:
+    """Validate with the serving rules and keep the rows with a label; :class:`DataError` if none is left."""
     total = len(next(iter(columns.values()))) if columns else 0
     labels, has_label = labels_of(columns, spec)
     validated = validate_columns(columns, spec)
@@ -198,15 +272,20 @@ def train_model(columns: Mapping[str, Any], spec: FeatureSpec, config: TrainConf
         dropped["missing_label"] = int((~keep).sum())
     rows = validated.accepted[keep]
     cols = {k: v[keep] for k, v in validated.columns.items()} if not keep.all() else validated.columns
-    y = labels[rows]
     say(f"rows: {total} read, {rows.size} usable" + (f", dropped {dropped}" if dropped else ""))
     if rows.size == 0:
         raise DataError("no usable rows to train on" + (f" (dropped: {dropped})" if dropped else ""))
-    spec = _learn_categories(cols, spec)
+    return _Usable(cols, labels[rows], total, dropped)
+
+
+def _split(usable: _Usable, spec: FeatureSpec, config: TrainConfig, say: Progress) -> _Split:
+    """Cut the usable rows into slices (in event time with ``split="time"``); each of train and validation
+    must hold a positive label."""
+    cols, y = usable.columns, usable.labels
     times = None
     if spec.event_time is not None and spec.event_time in cols and np.asarray(cols[spec.event_time]).dtype.kind in "fiu":
         times = np.asarray(cols[spec.event_time], dtype=np.float64)
-    tr, va, te = split_positions(rows.size, config, times if config.split == "time" else None)
+    tr, va, te = split_positions(y.size, config, times if config.split == "time" else None)
     for name, part in (("training", tr), ("validation", va)):
         if y[part].sum() == 0:
             raise DataError(f"the {name} slice has no positive labels ({spec.label}=1): use more data"
@@ -215,9 +294,22 @@ def train_model(columns: Mapping[str, Any], spec: FeatureSpec, config: TrainConf
               for name, p in (("train", tr), ("validation", va), ("test", te))}
     say(f"split {config.split}" + ("" if times is not None or config.split == "random" else " (row order)") + ": "
         + ", ".join(f"{k} {v['rows']} rows / {v['positives']} fraud" for k, v in slices.items()))
-    features = compute_features(cols, spec)
-    X = features.matrix()
-    names = list(spec.feature_names)
+    return _Split(tr, va, te, times, slices)
+
+
+class _Boosted(NamedTuple):
+    booster: Any           # cut at the best validation round
+    best: int              # that round, from 0
+    seconds: float
+    scale_pos_weight: float
+
+
+def _boost(X: np.ndarray, y: np.ndarray, split: _Split, names: list[str], config: TrainConfig, say: Progress
+           ) -> _Boosted:
+    """XGBoost on the training slice with early stopping on the validation slice."""
+    import xgboost as xgb
+
+    tr, va = split.train, split.valid
     pos = int(y[tr].sum())
     spw = float((tr.size - pos) / pos)
     dtrain = xgb.QuantileDMatrix(X[tr], label=y[tr], feature_names=names, max_bin=config.max_bin,
@@ -241,45 +333,55 @@ def train_model(columns: Mapping[str, Any], spec: FeatureSpec, config: TrainConf
     best = int(booster.best_iteration)
     booster = booster[: best + 1]  # keep the trees up to the best validation round only
     booster.set_param({"nthread": config.nthread})
-    boost_s = time.perf_counter() - t0
-    p_valid, p_test = _predict(booster, X[va]), _predict(booster, X[te])
-    threshold = choose_threshold(y[va], p_valid)
-    group_col = spec.type_column
-    valid_report = evaluate_scores(y[va], p_valid, threshold, None if group_col is None else features.categorical[group_col][va], group_col)
-    report = evaluate_scores(y[te], p_test, threshold, None if group_col is None else features.categorical[group_col][te], group_col)
-    report["slice"] = "test"
-    valid_report["slice"] = "validation"
-    say(f"best round {best + 1} ({boost_s:.1f} s); threshold {threshold:.6g} (max F1 on validation: "
-        f"{valid_report['at_threshold']['f1']:.4f})")
-    say(f"test: AUPRC {report['auprc']}, ROC AUC {report['roc_auc']}, precision {report['at_threshold']['precision']}, "
-        f"recall {report['at_threshold']['recall']}")
-    profile = _build_profile(features.take(tr), spec, np.concatenate([p_valid, p_test]), threshold, config.seed)
-    metadata = {
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "spec": spec.to_dict(),
-        "feature_names": names,
-        "threshold": threshold,
-        "threshold_rule": "max F1 on the validation slice; label = probability >= threshold",
-        "training": {
-            "source": source, "rows_read": int(total), "rows_used": int(rows.size), "dropped": dropped,
-            "split": config.split, "ordered_by": spec.event_time if times is not None and config.split == "time" else
-            ("row order" if config.split == "time" else "random"), "slices": slices,
-            "scale_pos_weight": spw, "best_iteration": best, "n_trees": best + 1,
-            "config": asdict(config), "params": config.xgb_params(spw),
-            "boosting_seconds": round(boost_s, 3), "total_seconds": round(time.perf_counter() - started, 3),
-        },
-        "libraries": _versions(),
-        "metrics": {"validation": _summary(valid_report), "test": _summary(report)},
-        "profile": {"features": "training slice", "scores": "validation and test slices",
-                    "excluded": list(spec.drift_exclude)},
+    return _Boosted(booster, best, time.perf_counter() - t0, spw)
+
+
+def _training_record(usable: _Usable, split: _Split, spec: FeatureSpec, config: TrainConfig, source: str,
+                     spw: float, best: int, boost_s: float, started: float) -> dict[str, Any]:
+    """The ``training`` section of the model's metadata: data, split, boosting and timings."""
+    time_split = config.split == "time"
+    return {
+        "source": source, "rows_read": int(usable.rows_read), "rows_used": int(usable.labels.size),
+        "dropped": usable.dropped, "split": config.split,
+        "ordered_by": spec.event_time if split.times is not None and time_split else
+        ("row order" if time_split else "random"), "slices": split.slices,
+        "scale_pos_weight": spw, "best_iteration": best, "n_trees": best + 1,
+        "config": asdict(config), "params": config.xgb_params(spw),
+        "boosting_seconds": round(boost_s, 3), "total_seconds": round(time.perf_counter() - started, 3),
     }
-    return TrainedModel(booster, spec, threshold, metadata, profile, report, valid_report)
 
 
 def _summary(report: dict[str, Any]) -> dict[str, Any]:
     a = report["at_threshold"]
     return {"rows": report["rows"], "positives": report["positives"], "auprc": report["auprc"],
-            "roc_auc": report["roc_auc"], "precision": a["precision"], "recall": a["recall"], "f1": a["f1"]}
+            "roc_auc": report["roc_auc"], "precision": a["precision"], "recall": a["recall"], "f1": a["f1"],
+            "flagged": a["tp"] + a["fp"]}
+
+
+def _probability_summary(y: np.ndarray, p: np.ndarray, calibrator: Calibrator) -> dict[str, Any]:
+    """A slice's figures that need the probabilities: Brier score and log loss (raw and calibrated), the
+    observed fraud rate and the mean raw and calibrated probability (the concept section's reference)."""
+    if y.size == 0:
+        return dict.fromkeys(("brier", "calibrated_brier", "log_loss", "fraud_rate", "predicted_fraud_rate",
+                              "calibrated_fraud_rate"))
+    p = p.astype(np.float64)
+    q = calibrator.apply(p)
+    clipped = np.clip(p, 1e-7, 1 - 1e-7)
+    return {"brier": float(np.mean((p - y) ** 2)), "calibrated_brier": float(np.mean((q - y) ** 2)),
+            "log_loss": float(-np.mean(np.where(y == 1, np.log(clipped), np.log1p(-clipped)))),
+            "fraud_rate": float(y.mean()), "predicted_fraud_rate": float(p.mean()),
+            "calibrated_fraud_rate": float(q.mean())}
+
+
+def _attribution(booster: Any, spec: FeatureSpec, features: Features, config: TrainConfig, say: Progress
+                 ) -> dict[str, Any]:
+    """The profile's attribution reference: mean contributions over a seeded sample of the training slice."""
+    from models.explain import Explainer, reference_attribution
+
+    t0 = time.perf_counter()
+    ref = reference_attribution(Explainer(booster, spec, config.nthread), features.matrix(), seed=config.seed)
+    say(f"attribution reference: {ref['rows']} training rows explained ({time.perf_counter() - t0:.1f} s)")
+    return ref
 
 
 def _build_profile(features: Features, spec: FeatureSpec, scores: np.ndarray, threshold: float, seed: int

@@ -38,14 +38,16 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from breeboost.rejections import REASONS as CATALOGUE, count_reasons
 from models.spec import FeatureSpec, load_spec
 
-__all__ = ["Reject", "Validated", "validate_records", "validate_pulled", "validate_columns", "REASONS"]
+__all__ = ["Reject", "Validated", "validate_records", "validate_pulled", "validate_columns", "pull_columns", "REASONS"]
 
-REASONS = ("missing_field", "wrong_type", "not_finite", "negative_amount", "negative_value",
-           "unknown_category", "not_an_object")
+#: The reason codes this validator gives (entries of the catalogue :data:`breeboost.rejections.REASONS`).
+REASONS = tuple(code for code, r in CATALOGUE.items() if r.stage == "validate") + ("not_an_object",)
 _OK, _MISSING, _WRONG, _NOT_FINITE, _NEG_AMOUNT, _NEG_VALUE, _UNKNOWN, _NOT_OBJECT = range(8)
-_CODE_REASON = (None, *REASONS[:6], "not_an_object")
+_CODE_REASON = (None, "missing_field", "wrong_type", "not_finite", "negative_amount", "negative_value",
+                "unknown_category", "not_an_object")
 _NUMBER_TYPES = frozenset((float, int))
 _DICT = frozenset((dict,))
 _STR = frozenset((str,))
@@ -74,10 +76,7 @@ class Validated:
 
     def reason_counts(self) -> dict[str, int]:
         """Number of rejects per reason code."""
-        out: dict[str, int] = {}
-        for r in self.rejects:
-            out[r.reason] = out.get(r.reason, 0) + 1
-        return out
+        return count_reasons(self.rejects)
 
     def missing_fields(self) -> dict[str, int]:
         """Number of ``missing_field`` rejects per field (the drift sketch counts them)."""
@@ -257,7 +256,7 @@ def _event_times(values: list) -> np.ndarray:
 _CHUNK = 1024   # records per extraction pass: their dicts stay in the CPU cache across the fields
 
 
-def _extract(records: Sequence[Any], names: Sequence[str]) -> dict[str, list]:
+def pull_columns(records: Sequence[Any], names: Sequence[str]) -> dict[str, list]:
     """``{name: [r.get(name) for r in records]}`` for plain dicts, one C-level ``itemgetter`` pass per field
     and chunk (a chunk whose records lack the field takes ``dict.get``: same values, ``None`` if absent)."""
     getters = [(name, itemgetter(name)) for name in dict.fromkeys(names)]
@@ -285,7 +284,7 @@ def validate_records(records: Sequence[Any], spec: FeatureSpec, pulled: Mapping[
     if types <= _DICT:   # JSON objects, as decoded: every field pulled out in C
         names = (*spec.required_fields, *(c for c in (spec.id, spec.event_time) if c is not None))
         pulled = pulled or {}
-        cols = _extract(records, [c for c in names if c not in pulled])
+        cols = pull_columns(records, [c for c in names if c not in pulled])
         cols.update((c, pulled[c]) for c in names if c in pulled)
         get = cols.__getitem__
     else:

@@ -23,7 +23,8 @@ True
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -67,6 +68,54 @@ def concat_columns(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarr
     if len(parts) == 1:
         return parts[0]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+class _Draws(NamedTuple):
+    """Every random draw of one chunk. Each has a fixed shape whatever the scenarios (a scenario changes only
+    what it uses), and :meth:`of` draws them in one fixed order: that order is the seeded stream."""
+    u_type: np.ndarray
+    z_amount: np.ndarray
+    u_zero: np.ndarray
+    z_bal: np.ndarray
+    orig_id: np.ndarray
+    merchant_id: np.ndarray
+    dest_pick: np.ndarray
+    u_dest_zero: np.ndarray
+    pool_id: np.ndarray
+    u_pool_zero: np.ndarray
+    z_pool: np.ndarray
+    u_slot: np.ndarray
+    z_victim: np.ndarray
+    u_offset: np.ndarray
+    victim_id: np.ndarray
+    mule_id: np.ndarray
+    u_flag: np.ndarray
+    u_mule_zero: np.ndarray
+
+    @classmethod
+    def of(cls, rng: np.random.Generator) -> "_Draws":
+        n, n_slots, n_pool = CHUNK, CHUNK // SLOT, int(CHUNK * _POOL_SHARE)
+        ids = (10 ** 8, 2 ** 31)
+        return cls(rng.random(n), rng.standard_normal(n), rng.random(n), rng.standard_normal(n),
+                   rng.integers(*ids, n), rng.integers(*ids, n), rng.integers(0, n_pool, n), rng.random(n),
+                   rng.integers(*ids, n_pool), rng.random(n_pool), rng.standard_normal(n_pool),
+                   rng.random(n_slots), rng.standard_normal(n_slots), rng.random(n_slots),
+                   rng.integers(*ids, n_slots), rng.integers(*ids, n_slots), rng.random(n_slots), rng.random(n_slots))
+
+
+@dataclass
+class _Rows:
+    """The per-row columns of a chunk while it is built: genuine first, then take-overs written over them.
+    ``dest_slot`` is the destination's pool account, -1 for a merchant, -2 for a mule."""
+    ttype: np.ndarray
+    amount: np.ndarray
+    name_orig: np.ndarray
+    old_orig: np.ndarray
+    new_orig: np.ndarray
+    is_fraud: np.ndarray
+    flagged: np.ndarray
+    dest_slot: np.ndarray
+    dest_zero: np.ndarray
 
 
 class TransactionGenerator:
@@ -144,103 +193,102 @@ class TransactionGenerator:
         return out
 
     def _generate_chunk(self, chunk_no: int) -> dict[str, np.ndarray]:
-        n, n_slots, n_pool = CHUNK, CHUNK // SLOT, int(CHUNK * _POOL_SHARE)
-        rng = np.random.default_rng([self.seed, chunk_no])
-        index = chunk_no * CHUNK + np.arange(n, dtype=np.int64)
-        # Every draw has a fixed shape, whatever the scenarios: a scenario changes only what it uses.
-        u_type, z_amount = rng.random(n), rng.standard_normal(n)
-        u_zero, z_bal = rng.random(n), rng.standard_normal(n)
-        orig_id, merchant_id = rng.integers(10 ** 8, 2 ** 31, n), rng.integers(10 ** 8, 2 ** 31, n)
-        dest_pick, u_dest_zero = rng.integers(0, n_pool, n), rng.random(n)
-        pool_id, u_pool_zero, z_pool = rng.integers(10 ** 8, 2 ** 31, n_pool), rng.random(n_pool), rng.standard_normal(n_pool)
-        u_slot, z_victim, u_offset = rng.random(n_slots), rng.standard_normal(n_slots), rng.random(n_slots)
-        victim_id, mule_id = rng.integers(10 ** 8, 2 ** 31, n_slots), rng.integers(10 ** 8, 2 ** 31, n_slots)
-        u_flag, u_mule_zero = rng.random(n_slots), rng.random(n_slots)
-
-        # -- genuine rows --------------------------------------------------------------------------
-        cdf = np.cumsum([TYPE_SHARES[t] for t in TYPES])
-        ttype = np.minimum(np.searchsorted(cdf / cdf[-1], u_type, side="right"), len(TYPES) - 1)
-        for s, mask in self._active(index, "type_shares"):
-            shares = s.scenario.type_shares()
-            c = np.cumsum([shares[t] for t in TYPES])
-            ttype[mask] = np.minimum(np.searchsorted(c / c[-1], u_type[mask], side="right"), len(TYPES) - 1)
-        sigma = np.where(z_amount < 0, _SIG_LO[ttype], _SIG_HI[ttype])
-        amount = np.round(np.clip(_MEDIAN[ttype] * np.exp(sigma * z_amount), 0.1, _CAP[ttype]), 2)
-        old_orig = np.where(u_zero < _ORIG_ZERO[ttype], 0.0,
-                            np.round(_ORIG_MEDIAN[ttype] * np.exp(_ORIG_SIGMA * z_bal), 2))
-        # A genuine account is never emptied to the cent: that exactness is the fraudster's signature.
-        old_orig = np.where(old_orig == amount, old_orig + 0.01, old_orig)
-        new_orig = np.where(ttype == CASH_IN, old_orig + amount, np.where(old_orig >= amount, old_orig - amount, 0.0))
-        is_fraud = np.zeros(n, dtype=np.int8)
-        flagged = np.zeros(n, dtype=np.int8)
-        name_orig = _names("C", orig_id)
-        dest_slot = np.where(ttype == PAYMENT, -1, dest_pick)  # -1: merchant; -2: mule (outside the pool)
-        dest_zero = (u_dest_zero < _GENUINE_DEST_ZERO) & ((ttype == TRANSFER) | (ttype == CASH_OUT))
-
-        # -- account take-overs (fraud) ----------------------------------------------------------------
-        q = np.full(n_slots, _SLOT_Q)
-        slot_index = index[::SLOT]
-        for s, mask in self._active(slot_index, "fraud_factor"):
-            q[mask] *= s.scenario.fraud_factor()
-        ep = np.flatnonzero(u_slot < np.minimum(q, 1.0))
-        if ep.size:
-            balance = np.round(np.minimum(FRAUD_BALANCE_MEDIAN * np.exp(FRAUD_BALANCE_SIGMA * z_victim[ep]),
-                                          MAX_CHAIN * TRANSFER_LIMIT), 2)
-            k = np.ceil(balance / TRANSFER_LIMIT).astype(np.int64)
-            first = ep * SLOT + np.floor(u_offset[ep] * (SLOT - 2 * k + 1)).astype(np.int64)
-            e = np.repeat(np.arange(ep.size), k)
-            j = np.arange(e.size) - np.repeat(np.cumsum(k) - k, k)
-            pt = first[e] + 2 * j                     # TRANSFER rows; the CASH_OUT follows at pt + 1
-            old_t = np.round(balance[e] - j * TRANSFER_LIMIT, 2)
-            amt = np.minimum(old_t, TRANSFER_LIMIT)
-            blocked = (k[e] == 1) & (amt > _FLAG_THRESHOLD) & (u_flag[ep][e] < _FLAG_RATE)
-            victim, mule = _names("C", victim_id[ep][e]), _names("C", mule_id[ep][e])
-            ttype[pt], amount[pt], name_orig[pt] = TRANSFER, amt, victim
-            old_orig[pt] = old_t
-            new_orig[pt] = np.where(blocked, old_t, np.round(old_t - amt, 2))
-            is_fraud[pt], flagged[pt] = 1, blocked
-            dest_slot[pt], dest_zero[pt] = -2, u_mule_zero[ep][e] < _FRAUD_DEST_ZERO
-            pc = (pt + 1)[~blocked]                   # a blocked transfer leaves the mule nothing to cash out
-            amt_c = amt[~blocked]
-            ttype[pc], amount[pc], name_orig[pc] = CASH_OUT, amt_c, mule[~blocked]
-            old_orig[pc], new_orig[pc] = amt_c, 0.0
-            is_fraud[pc], flagged[pc] = 1, 0
-            dest_slot[pc], dest_zero[pc] = dest_pick[pc], False
-            mule_name = np.empty(n, dtype=mule.dtype)
-            mule_name[pt] = mule
-        else:
-            mule_name = None
-
-        # -- destinations: merchants, mules, and the bookkept customer pool ---------------------------
-        old_dest, new_dest = self._bookkeep(ttype, amount, dest_slot, index, u_pool_zero, z_pool, pool_id)
-        is_mule = dest_slot == -2
-        # A mule is a fresh account, emptied by its cash-out after every transfer.
-        old_dest[is_mule], new_dest[is_mule] = 0.0, amount[is_mule]
-        old_dest[dest_zero], new_dest[dest_zero] = 0.0, 0.0
-        dest_ids = np.where(dest_slot >= 0, pool_id[np.maximum(dest_slot, 0)], merchant_id)
-        name_dest = _names(np.where(dest_slot == -1, "M", "C"), dest_ids)
-        if mule_name is not None:
-            name_dest[is_mule] = mule_name[is_mule]
-
-        step = self.clock.steps(index)
+        index = chunk_no * CHUNK + np.arange(CHUNK, dtype=np.int64)
+        d = _Draws.of(np.random.default_rng([self.seed, chunk_no]))
+        rows = self._genuine_rows(index, d)
+        mule_name = self._take_overs(index, d, rows)
+        name_dest, old_dest, new_dest = self._destinations(index, d, rows, mule_name)
         cols = {
             "transaction_id": np.strings.add(f"tx-{self.seed}-", index.astype("U20")),
-            "step": step,
-            "type": _TYPE_NAMES[ttype],
-            "amount": amount,
-            "nameOrig": name_orig,
-            "oldbalanceOrg": old_orig,
-            "newbalanceOrig": np.round(new_orig, 2),
+            "step": self.clock.steps(index),
+            "type": _TYPE_NAMES[rows.ttype],
+            "amount": rows.amount,
+            "nameOrig": rows.name_orig,
+            "oldbalanceOrg": rows.old_orig,
+            "newbalanceOrig": np.round(rows.new_orig, 2),
             "nameDest": name_dest,
             "oldbalanceDest": np.round(old_dest, 2),
             "newbalanceDest": np.round(new_dest, 2),
-            "isFraud": is_fraud,
-            "isFlaggedFraud": flagged,
+            "isFraud": rows.is_fraud,
+            "isFlaggedFraud": rows.flagged,
             "event_time": self.clock.event_times(index, self.start_time),
         }
         assert tuple(cols) == JSON_FIELDS
         self._apply_columnar(cols, index)
         return cols
+
+    def _genuine_rows(self, index: np.ndarray, d: _Draws) -> _Rows:
+        """Every row as a genuine transaction: type (scenario shares where active), amount, origin balances
+        and where the money goes (a pool slot, or -1 for a merchant)."""
+        n = index.size
+        cdf = np.cumsum([TYPE_SHARES[t] for t in TYPES])
+        ttype = np.minimum(np.searchsorted(cdf / cdf[-1], d.u_type, side="right"), len(TYPES) - 1)
+        for s, mask in self._active(index, "type_shares"):
+            shares = s.scenario.type_shares()
+            c = np.cumsum([shares[t] for t in TYPES])
+            ttype[mask] = np.minimum(np.searchsorted(c / c[-1], d.u_type[mask], side="right"), len(TYPES) - 1)
+        sigma = np.where(d.z_amount < 0, _SIG_LO[ttype], _SIG_HI[ttype])
+        amount = np.round(np.clip(_MEDIAN[ttype] * np.exp(sigma * d.z_amount), 0.1, _CAP[ttype]), 2)
+        old_orig = np.where(d.u_zero < _ORIG_ZERO[ttype], 0.0,
+                            np.round(_ORIG_MEDIAN[ttype] * np.exp(_ORIG_SIGMA * d.z_bal), 2))
+        # A genuine account is never emptied to the cent: that exactness is the fraudster's signature.
+        old_orig = np.where(old_orig == amount, old_orig + 0.01, old_orig)
+        new_orig = np.where(ttype == CASH_IN, old_orig + amount, np.where(old_orig >= amount, old_orig - amount, 0.0))
+        return _Rows(ttype=ttype, amount=amount, name_orig=_names("C", d.orig_id), old_orig=old_orig,
+                     new_orig=new_orig, is_fraud=np.zeros(n, dtype=np.int8), flagged=np.zeros(n, dtype=np.int8),
+                     # -1: merchant; -2: mule (outside the pool)
+                     dest_slot=np.where(ttype == PAYMENT, -1, d.dest_pick),
+                     dest_zero=(d.u_dest_zero < _GENUINE_DEST_ZERO) & ((ttype == TRANSFER) | (ttype == CASH_OUT)))
+
+    def _take_overs(self, index: np.ndarray, d: _Draws, rows: _Rows) -> np.ndarray | None:
+        """Account take-overs (the fraud) written over the genuine rows of their slots; returns the mule's
+        name per row (set on the TRANSFER rows), or ``None`` if the chunk has no take-over."""
+        q = np.full(d.u_slot.size, _SLOT_Q)
+        for s, mask in self._active(index[::SLOT], "fraud_factor"):
+            q[mask] *= s.scenario.fraud_factor()
+        ep = np.flatnonzero(d.u_slot < np.minimum(q, 1.0))
+        if not ep.size:
+            return None
+        balance = np.round(np.minimum(FRAUD_BALANCE_MEDIAN * np.exp(FRAUD_BALANCE_SIGMA * d.z_victim[ep]),
+                                      MAX_CHAIN * TRANSFER_LIMIT), 2)
+        k = np.ceil(balance / TRANSFER_LIMIT).astype(np.int64)
+        first = ep * SLOT + np.floor(d.u_offset[ep] * (SLOT - 2 * k + 1)).astype(np.int64)
+        e = np.repeat(np.arange(ep.size), k)
+        j = np.arange(e.size) - np.repeat(np.cumsum(k) - k, k)
+        pt = first[e] + 2 * j                     # TRANSFER rows; the CASH_OUT follows at pt + 1
+        old_t = np.round(balance[e] - j * TRANSFER_LIMIT, 2)
+        amt = np.minimum(old_t, TRANSFER_LIMIT)
+        blocked = (k[e] == 1) & (amt > _FLAG_THRESHOLD) & (d.u_flag[ep][e] < _FLAG_RATE)
+        victim, mule = _names("C", d.victim_id[ep][e]), _names("C", d.mule_id[ep][e])
+        rows.ttype[pt], rows.amount[pt], rows.name_orig[pt] = TRANSFER, amt, victim
+        rows.old_orig[pt] = old_t
+        rows.new_orig[pt] = np.where(blocked, old_t, np.round(old_t - amt, 2))
+        rows.is_fraud[pt], rows.flagged[pt] = 1, blocked
+        rows.dest_slot[pt], rows.dest_zero[pt] = -2, d.u_mule_zero[ep][e] < _FRAUD_DEST_ZERO
+        pc = (pt + 1)[~blocked]                   # a blocked transfer leaves the mule nothing to cash out
+        amt_c = amt[~blocked]
+        rows.ttype[pc], rows.amount[pc], rows.name_orig[pc] = CASH_OUT, amt_c, mule[~blocked]
+        rows.old_orig[pc], rows.new_orig[pc] = amt_c, 0.0
+        rows.is_fraud[pc], rows.flagged[pc] = 1, 0
+        rows.dest_slot[pc], rows.dest_zero[pc] = d.dest_pick[pc], False
+        mule_name = np.empty(index.size, dtype=mule.dtype)
+        mule_name[pt] = mule
+        return mule_name
+
+    def _destinations(self, index: np.ndarray, d: _Draws, rows: _Rows, mule_name: np.ndarray | None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Destination names and balances: merchants, mules, and the bookkept customer pool."""
+        old_dest, new_dest = self._bookkeep(rows.ttype, rows.amount, rows.dest_slot, index, d.u_pool_zero, d.z_pool,
+                                            d.pool_id)
+        is_mule = rows.dest_slot == -2
+        # A mule is a fresh account, emptied by its cash-out after every transfer.
+        old_dest[is_mule], new_dest[is_mule] = 0.0, rows.amount[is_mule]
+        old_dest[rows.dest_zero], new_dest[rows.dest_zero] = 0.0, 0.0
+        dest_ids = np.where(rows.dest_slot >= 0, d.pool_id[np.maximum(rows.dest_slot, 0)], d.merchant_id)
+        name_dest = _names(np.where(rows.dest_slot == -1, "M", "C"), dest_ids)
+        if mule_name is not None:
+            name_dest[is_mule] = mule_name[is_mule]
+        return name_dest, old_dest, new_dest
 
     def _bookkeep(self, ttype, amount, dest_slot, index, u_pool_zero, z_pool, pool_id):
         """Balances of pool accounts: before each event, and at the end of its step (PaySim's record).

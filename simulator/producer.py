@@ -166,18 +166,27 @@ class Publisher:
             self._abort(topic, "transactions", n, e)
             return
         keys = [k.encode() for k in cols["nameOrig"].tolist()]
+        if not self._send_transactions(keys, payloads, parts):
+            return
+        if self.options.labels:
+            self._queue_labels(cols["transaction_id"], cols["isFraud"].tolist())
+
+    def _send_transactions(self, keys: list[bytes], payloads: list[bytes], parts: list[int]) -> bool:
+        """Send a slice's transactions in order (grouped into envelopes with ``batch > 1``); False: aborted.
+        Shared with :class:`simulator.replay.Replayer`."""
+        topic = self.settings.topic_transactions
         b = self.options.batch
         if b == 1:
             for key, value, part in zip(keys, payloads, parts):
                 if not self._send(topic, "transactions", key, value, 1, part):
-                    return
+                    return False
         else:
             group: list[bytes] = []
             group_key, group_part = b"", 0
             for key, value, part in zip(keys, payloads, parts):
                 if is_standalone(value):
                     if not self._send(topic, "transactions", key, value, 1, part):
-                        return
+                        return False
                     continue
                 if not group:
                     group_key, group_part = key, part
@@ -185,15 +194,18 @@ class Publisher:
                 if len(group) == b:
                     if not self._send(topic, "transactions", group_key, b"[" + b",".join(group) + b"]", b,
                                       group_part):
-                        return
+                        return False
                     group = []
             if group and not self._send(topic, "transactions", group_key, b"[" + b",".join(group) + b"]",
                                         len(group), group_part):
-                return
-        if self.options.labels:
-            # due label_delay after the slice's last send (not its start): no label reaches the topic sooner
-            # than label_delay after its transaction, however long encoding and sending the slice took
-            self._pending.append((time.time() + self.options.label_delay, cols["transaction_id"], cols["isFraud"].tolist()))
+                return False
+        return True
+
+    def _queue_labels(self, tids: np.ndarray, labels: list) -> None:
+        """Labels of a sent slice (``tids``: a str array), published by :meth:`_send_due_labels`."""
+        # due label_delay after the slice's last send (not its start): no label reaches the topic sooner
+        # than label_delay after its transaction, however long encoding and sending the slice took
+        self._pending.append((time.time() + self.options.label_delay, tids, labels))
 
     def _send_due_labels(self, force: bool = False) -> None:
         topic = self.settings.topic_labels

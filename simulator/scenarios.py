@@ -20,7 +20,7 @@ array([False,  True,  True, False])
 >>> parse_scenario("warp_drive")
 Traceback (most recent call last):
 ...
-simulator.errors.ScenarioError: unknown scenario 'warp_drive'; choose one of amount_scale, balance_corruption, fraud_burst, malformed, missing_fields, schema_break, stale_clock, type_mix
+simulator.errors.ScenarioError: unknown scenario 'warp_drive'; choose one of amount_scale, balance_corruption, concept_shift, fraud_burst, malformed, missing_fields, schema_break, stale_clock, type_mix
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ from simulator.paysim import TYPES
 __all__ = [
     "ScenarioError", "Scenario", "ScheduledScenario", "parse_scenario", "schedule", "hash_uniform",
     "AmountScale", "TypeMix", "MissingFields", "SchemaBreak", "StaleClock", "FraudBurst",
-    "BalanceCorruption", "Malformed", "SCENARIOS", "JSON_FIELDS", "NUMERIC_FIELDS",
+    "BalanceCorruption", "ConceptShift", "Malformed", "SCENARIOS", "JSON_FIELDS", "NUMERIC_FIELDS",
 ]
 
 #: Keys of a published transaction, in order (``isFraud`` only in files).
@@ -346,6 +346,72 @@ class BalanceCorruption(Scenario):
             np.maximum(columns["oldbalanceDest"][dest_rows] - r[customer] * amount[customer], 0.0), 2)
 
 
+class ConceptShift(Scenario):
+    """``concept_shift[:share=1][,type=PAYMENT][,min_amount=5000][,max_amount=7000][,signature=none]``: a
+    fraud pattern the model was never trained on, that a retrained model can learn.
+
+    The default: a ring testing stolen cards with payments of one size. Every genuine ``PAYMENT`` with
+    ``5000 <= amount < 7000`` (a ``share`` of them, default all: ~3.7% of events) is labelled fraud; every
+    feature stays as it was. Why this band: the training data has no ``PAYMENT`` fraud at all (fraud is
+    ``TRANSFER``/``CASH_OUT`` only), so the champion scores them low and misses them (its recall on the
+    shifted stream ~0.02-0.06), while type and amount are features the spec already has, so a model
+    retrained on the labelled stream learns them (AUPRC 0.999, recall 0.98 on the newest labelled rows:
+    bench/concept_shift_learnable.py with the default). Nothing the model sees moves: no feature or score
+    drift, only the labels tell. Incident: concept drift, once the labels of a few windows are joined; the
+    loop of #18 (retrain, guarded promotion) can bring recall back.
+
+    Another signature: give any of ``type``, ``min_amount``, ``max_amount`` and the signature is exactly
+    those (the others unbounded), e.g. ``concept_shift:type=DEBIT``.
+
+    ``signature=none``: first-party fraud that looks like genuine traffic: a ``share`` (default 0.02) of all
+    genuine events is labelled fraud, independent of every feature. No model can learn it (ROC AUC 0.51:
+    bench/concept_shift_learnable.py), so retraining cannot bring recall back; it tests the detectors only.
+    """
+
+    name = "concept_shift"
+    #: the default signature (type, min_amount, max_amount)
+    default_signature = ("PAYMENT", 5000.0, 7000.0)
+
+    def __init__(self, share: float = 1.0, type: str | None = default_signature[0],
+                 min_amount: float | None = default_signature[1],
+                 max_amount: float | None = default_signature[2]) -> None:
+        if not 0 < share <= 1:
+            raise ScenarioError(f"concept_shift: share must be in (0, 1], got {share!r}")
+        if min_amount is not None and max_amount is not None and max_amount <= min_amount:
+            raise ScenarioError(f"concept_shift: max_amount ({max_amount}) must be above min_amount ({min_amount})")
+        self.share, self.type = float(share), type
+        self.min_amount, self.max_amount = min_amount, max_amount
+
+    @classmethod
+    def from_params(cls, p: dict[str, str]) -> "ConceptShift":
+        signature = p.pop("signature", None)
+        if signature not in (None, "none"):
+            raise ScenarioError(f"concept_shift: signature can only be 'none' (no feature signature), got "
+                                f"{signature!r}; give type/min_amount/max_amount for another signature")
+        given = {"type", "min_amount", "max_amount"} & set(p)
+        if signature == "none":
+            if given:
+                raise ScenarioError(f"concept_shift: signature=none takes no {', '.join(sorted(given))}")
+            return cls(_float(p, "share", cls.name, 0.02, 0.0, 1.0, low_open=True), None, None, None)
+        share = _float(p, "share", cls.name, 1.0, 0.0, 1.0, low_open=True)
+        if not given:
+            return cls(share)
+        type_ = p.pop("type", None)
+        lo = _float(p, "min_amount", cls.name, float("nan"), 0.0) if "min_amount" in p else None
+        hi = _float(p, "max_amount", cls.name, float("nan"), 0.0) if "max_amount" in p else None
+        return cls(share, type_, lo, hi)
+
+    def transform(self, columns, rows, u, v) -> None:
+        keep = (u < self.share) & (columns["isFraud"][rows] == 0)
+        if self.type is not None:
+            keep &= columns["type"][rows] == self.type
+        if self.min_amount is not None:
+            keep &= columns["amount"][rows] >= self.min_amount
+        if self.max_amount is not None:
+            keep &= columns["amount"][rows] < self.max_amount
+        columns["isFraud"][rows[keep]] = 1
+
+
 class Malformed(Scenario):
     """``malformed:fraction=0.05[,kinds=binary|truncated|oversized][,size=1010000]``: broken payloads.
 
@@ -393,7 +459,8 @@ class Malformed(Scenario):
 
 
 SCENARIOS: dict[str, type[Scenario]] = {c.name: c for c in (
-    AmountScale, TypeMix, MissingFields, SchemaBreak, StaleClock, FraudBurst, BalanceCorruption, Malformed)}
+    AmountScale, TypeMix, MissingFields, SchemaBreak, StaleClock, FraudBurst, BalanceCorruption, ConceptShift,
+    Malformed)}
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""``breeboost audit``: prove from the topics that every transaction that entered was scored or dead-lettered.
+"""The audit behind ``breeboost audit``: prove from the topics that every transaction that entered was scored
+or dead-lettered.
 
 Each event is identified by where it entered: ``(partition, offset, item)`` of the ``transactions`` topic
 (``item`` is its position inside a batch envelope, or null). Scores and dead letters carry the same triple,
@@ -6,16 +7,15 @@ so the audit holds for events that have no readable transaction id at all (binar
 """
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from breeboost.kafka_io import read_topic
 from breeboost.settings import Settings
 
-__all__ = ["AuditReport", "audit_topics", "add_audit_arguments", "run_audit"]
+__all__ = ["AuditReport", "audit_topics"]
 
 
 @dataclass
@@ -60,8 +60,7 @@ def _events_of(value: bytes | None, max_bytes: int) -> list[int | None]:
 
 def audit_topics(settings: Settings, expect: int | None = None, idle_timeout_s: float = 3.0,
                  timeout_s: float = 300.0) -> AuditReport:
-    from breeboost.kafka_io import read_topic
-
+    """Read the transactions, scores and dead-letter topics from the start (see the module docstring)."""
     rep = AuditReport()
     produced: set = set()
     for r in read_topic(settings, settings.topic_transactions, idle_timeout_s, timeout_s=timeout_s, expect=expect):
@@ -83,21 +82,17 @@ def audit_topics(settings: Settings, expect: int | None = None, idle_timeout_s: 
         if key not in dlq:
             rep.dlq_by_reason[d["reason"]] = rep.dlq_by_reason.get(d["reason"], 0) + 1
         dlq.add(key)
-    rep.scored, rep.dead_lettered = len(scored), len(dlq)
-    rep.scored_and_dead_lettered = len(scored & dlq)
-    rep.missing = sorted(produced - scored - dlq, key=lambda t: (t[0], t[1], -1 if t[2] is None else t[2]))
-    rep.unexpected = len((scored | dlq) - produced)
+    # a dead letter of a whole envelope (envelope_too_large, malformed_envelope: item null) stands for
+    # every item of its message (streams.envelopes)
+    whole = {(p, o) for p, o, item in dlq if item is None}
+    covered = {k for k in produced if k in dlq or (k[2] is not None and k[:2] in whole)}
+    rep.scored, rep.dead_lettered = len(scored), len(covered)
+    rep.scored_and_dead_lettered = len(scored & covered)
+    rep.missing = sorted(produced - scored - covered, key=lambda t: (t[0], t[1], -1 if t[2] is None else t[2]))
+    rep.unexpected = len(scored - produced) + len(dlq - produced - _whole_of(produced, whole))
     return rep
 
 
-def add_audit_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--expect", type=int, default=None,
-                   help="number of transactions messages to wait for before the idle timeout may end reading")
-    p.add_argument("--idle-timeout", type=float, default=3.0, help="stop reading a topic after this many idle seconds")
-    p.add_argument("--timeout", type=float, default=300.0, help="give up reading a topic after this many seconds")
-
-
-def run_audit(args: argparse.Namespace, settings: Settings) -> int:
-    rep = audit_topics(settings, expect=args.expect, idle_timeout_s=args.idle_timeout, timeout_s=args.timeout)
-    sys.stdout.write(orjson.dumps(rep.as_dict()).decode() + "\n")
-    return 0 if rep.ok else 1
+def _whole_of(produced: set, whole: set) -> set:
+    """The whole-message dead-letter keys ``(partition, offset, None)`` of envelopes that were produced."""
+    return {(p, o, None) for p, o, item in produced if item is not None and (p, o) in whole}

@@ -15,37 +15,16 @@ import base64
 import time
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Iterable
 
 import msgspec
 import orjson
 
-__all__ = ["DecodedBatch", "Rejected", "TypedBatch", "TypedDecoder", "decode_messages", "dlq_record", "REASONS"]
+from breeboost.rejections import Rejection
+
+__all__ = ["DecodedBatch", "TypedBatch", "TypedDecoder", "decode_messages", "dlq_record"]
 
 _DICT = {dict}
-
-#: Every dead-letter reason code, with what it means (documented in docs/streams.md).
-REASONS = {
-    "oversized": "message larger than max_message_bytes",
-    "invalid_json": "bytes are not valid UTF-8 JSON (binary, truncated, ...)",
-    "not_an_object": "JSON value is not an object (or an array of objects)",
-    "empty_envelope": "a JSON array with no transaction in it",
-    "duplicate_id": "transaction_id already seen at another offset (within the dedup horizon)",
-    "missing_field": "a required field is absent or null",
-    "wrong_type": "a field has the wrong JSON type",
-    "not_finite": "a number is NaN or infinite",
-    "negative_amount": "amount is negative",
-    "negative_value": "a balance is negative",
-    "unknown_category": "a categorical value the model was not trained on",
-}
-
-
-class Rejected(NamedTuple):
-    message: int          # index of the message in the batch
-    item: int | None      # index inside an envelope, None for a whole message
-    reason: str
-    detail: str
-    transaction_id: str | None = None
 
 
 @dataclass
@@ -53,10 +32,12 @@ class DecodedBatch:
     records: list[dict] = field(default_factory=list)   # decoded transactions, in order
     origins: list[int] = field(default_factory=list)    # message index of each record
     items: list[int | None] = field(default_factory=list)  # position inside its envelope, None if not one
-    rejects: list[Rejected] = field(default_factory=list)
+    rejects: list[Rejection] = field(default_factory=list)
 
 
-def decode_messages(values: list[bytes | None], max_bytes: int) -> DecodedBatch:
+def decode_messages(values: list[bytes | None], max_bytes: int, max_items: int | None = None) -> DecodedBatch:
+    """Decode message by message; each odd message (or envelope item) gets its rejection. An envelope of
+    more than ``max_items`` items is one rejection, whole (its items are never looked at one by one)."""
     out = DecodedBatch()
     loads = orjson.loads
     docs: list | None = None
@@ -65,7 +46,7 @@ def decode_messages(values: list[bytes | None], max_bytes: int) -> DecodedBatch:
             docs = list(map(loads, values))
     except (TypeError, ValueError):   # a null value; invalid JSON (orjson.JSONDecodeError is a ValueError)
         docs = None
-    if docs is not None and set(map(type, docs)) == _DICT:   # one transaction a message
+    if docs is not None and set(map(type, docs)) == _DICT:   # one transaction a message (no envelope)
         out.records, out.origins, out.items = docs, list(range(len(docs))), [None] * len(docs)
         return out
     records, origins, items, rejects = out.records, out.origins, out.items, out.rejects
@@ -74,15 +55,15 @@ def decode_messages(values: list[bytes | None], max_bytes: int) -> DecodedBatch:
             doc = docs[i]
         else:
             if raw is None:
-                rejects.append(Rejected(i, None, "invalid_json", "empty message (null value)"))
+                rejects.append(Rejection(i, None, "invalid_json", "empty message (null value)"))
                 continue
             if len(raw) > max_bytes:
-                rejects.append(Rejected(i, None, "oversized", f"{len(raw)} bytes > max_message_bytes={max_bytes}"))
+                rejects.append(Rejection(i, None, "oversized", f"{len(raw)} bytes > max_message_bytes={max_bytes}"))
                 continue
             try:
                 doc = loads(raw)
             except orjson.JSONDecodeError as e:
-                rejects.append(Rejected(i, None, "invalid_json", str(e)[:200]))
+                rejects.append(Rejection(i, None, "invalid_json", str(e)[:200]))
                 continue
         if type(doc) is dict:
             records.append(doc)
@@ -90,7 +71,11 @@ def decode_messages(values: list[bytes | None], max_bytes: int) -> DecodedBatch:
             items.append(None)
         elif type(doc) is list:
             if not doc:
-                rejects.append(Rejected(i, None, "empty_envelope", "empty JSON array"))
+                rejects.append(Rejection(i, None, "empty_envelope", "empty JSON array"))
+            elif max_items is not None and len(doc) > max_items:
+                rejects.append(Rejection(i, None, "envelope_too_large",
+                                         f"{len(doc)} items > max_envelope_items={max_items}"))
+                continue
             elif set(map(type, doc)) == _DICT:   # the usual envelope: whole columns at once
                 records += doc
                 origins += [i] * len(doc)
@@ -102,9 +87,9 @@ def decode_messages(values: list[bytes | None], max_bytes: int) -> DecodedBatch:
                     origins.append(i)
                     items.append(j)
                 else:
-                    rejects.append(Rejected(i, j, "not_an_object", f"envelope item is {type(item).__name__}"))
+                    rejects.append(Rejection(i, j, "not_an_object", f"envelope item is {type(item).__name__}"))
         else:
-            rejects.append(Rejected(i, None, "not_an_object", f"JSON {type(doc).__name__}, expected an object"))
+            rejects.append(Rejection(i, None, "not_an_object", f"JSON {type(doc).__name__}, expected an object"))
     return out
 
 
@@ -151,7 +136,7 @@ class TypedDecoder:
         self._getters = [(n, attrgetter(f"f{i}")) for i, n in enumerate(names)]
         self._tx = tx
 
-    def decode(self, values: list[bytes | None], max_bytes: int) -> TypedBatch | None:
+    def decode(self, values: list[bytes | None], max_bytes: int, max_items: int | None = None) -> TypedBatch | None:
         try:
             if max(map(len, values), default=0) > max_bytes:
                 return None
@@ -168,8 +153,8 @@ class TypedDecoder:
                     rows.append(doc)
                     origins.append(i)
                     items.append(None)
-                elif not doc:   # an empty envelope: its reason comes from decode_messages
-                    return None
+                elif not doc or (max_items is not None and len(doc) > max_items):
+                    return None   # an empty or too large envelope: its reason comes from decode_messages
                 else:
                     rows += doc
                     origins += [i] * len(doc)

@@ -5,10 +5,12 @@ import functools
 import os
 import ssl
 import tempfile
+from time import monotonic
 from typing import Any
 
 from breeboost.kafka_io import compression_type
 from breeboost.settings import Settings
+from streams.frameworks import limit_fetch_wait
 
 __all__ = ["FETCH_MAX_WAIT_MS", "faust_app_kwargs", "faust_credentials", "limit_fetch_wait", "quiet_monitor_class"]
 
@@ -48,6 +50,9 @@ def quiet_monitor_class() -> type:
             pass
 
         def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
+            # the one figure Faust itself reads: its livelock check logs "Stream has not started
+            # processing TP" for a partition with records waiting and no inbound time
+            self.stream_inbound_time[tp] = monotonic()
             return None
 
         def on_stream_event_out(self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None) -> None:
@@ -68,29 +73,13 @@ def quiet_monitor_class() -> type:
     return QuietMonitor
 
 
-#: Longest time a fetch waits at the broker for data. Faust hard-codes 1500 ms; the embedded broker
-#: (Tansu) answers an empty fetch only when this expires, even after new data arrived, so at low rates
-#: every event waited ~750 ms on average (measured by ``python -m bench``: p50 780 ms at 5k ev/s).
-FETCH_MAX_WAIT_MS = 20
-
-
-@functools.lru_cache(maxsize=None)
-def limit_fetch_wait(ms: int = FETCH_MAX_WAIT_MS) -> None:
-    """Make Faust's aiokafka consumers use ``fetch_max_wait_ms=ms`` (Faust exposes no setting for it).
-    Idempotent; applies to consumers created after the call."""
-    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
-
-    create = AIOKafkaConsumerThread._create_worker_consumer
-    if getattr(create, "_breeboost_fetch_wait", None) is not None:
-        return
-
-    def _create_worker_consumer(self: Any, transport: Any) -> Any:
-        consumer = create(self, transport)
-        consumer._fetch_max_wait_ms = ms   # read by AIOKafkaConsumer.start() when it builds its Fetcher
-        return consumer
-
-    _create_worker_consumer._breeboost_fetch_wait = ms  # type: ignore[attr-defined]
-    AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer
+#: Longest time a fetch waits at the broker for data: the default of ``settings.fetch_max_wait_ms``.
+#: Faust hard-codes 1500 ms; the embedded broker (Tansu) answers an empty fetch only when this expires,
+#: even after new data arrived, so at low rates every event waited ~750 ms on average (measured by
+#: ``python -m bench``: p50 780 ms at 5k ev/s). 20 ms (p50 60 ms) was too short for Tansu on S3 storage
+#: restarted after kill -9: the worker's fetches came back empty while kafka-python read the records
+#: (issue 20, docs/reliability.md).
+FETCH_MAX_WAIT_MS = Settings.__dataclass_fields__["fetch_max_wait_ms"].default
 
 
 def faust_app_kwargs(settings: Settings) -> dict[str, Any]:
@@ -103,9 +92,9 @@ def faust_app_kwargs(settings: Settings) -> dict[str, Any]:
       ``breeboost broker`` / docker-compose with ``settings.partitions`` partitions.
     - no web server: metrics are served by prometheus_client on ``metrics_host:metrics_port``.
     - ``Monitor``: a monitor without per-event statistics (:func:`quiet_monitor_class`).
-    - consumers fetch with ``fetch_max_wait_ms=FETCH_MAX_WAIT_MS`` (:func:`limit_fetch_wait`).
+    - consumers fetch with ``fetch_max_wait_ms=settings.fetch_max_wait_ms`` (:func:`limit_fetch_wait`).
     """
-    limit_fetch_wait()
+    limit_fetch_wait(settings.fetch_max_wait_ms)
     return dict(
         broker=[f"kafka://{hp.strip()}" for hp in settings.bootstrap.split(",")],
         broker_credentials=faust_credentials(settings),
@@ -116,6 +105,9 @@ def faust_app_kwargs(settings: Settings) -> dict[str, Any]:
         topic_disable_leader=True,
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=settings.heartbeat_interval_s,
+        # Faust's default is 90 s: after a broker restart, a fetch it never answered (seen with Tansu) held the
+        # partitions that long before the client sent it again.
+        broker_request_timeout=settings.request_timeout_s,
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
         # Faust makes a data folder per app even with memory tables: keep it out of the working directory
@@ -125,6 +117,10 @@ def faust_app_kwargs(settings: Settings) -> dict[str, Any]:
         table_cleanup_interval=3600.0,
         broker_commit_every=1000,
         broker_commit_interval=1.0,
+        # Faust's default (1200 s) is also when aiokafka gives up on a batch: a produce request the broker
+        # never answers (seen once after a broker restart) stalled the worker for 20 minutes, acking nothing.
+        # aiokafka's own default, 40 s: the delivery fails and the worker exits 1 unacked (docs/reliability.md).
+        producer_request_timeout=settings.delivery_timeout_s,
         producer_linger=0.005,
         producer_compression_type=compression_type(settings),
         producer_max_request_size=16 * 1024 * 1024,

@@ -4,10 +4,15 @@ from __future__ import annotations
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
+from streams.frameworks import histogram_add
+
 __all__ = ["WorkerMetrics", "observe_many"]
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 50000)
+#: The figures of drift.stats concept.performance exported as breeboost_model_performance{metric}.
+_PERFORMANCE_METRICS = ("precision", "recall", "f1", "auprc", "brier", "observed_fraud_rate",
+                        "predicted_fraud_rate", "calibrated_fraud_rate")
 
 
 def observe_many(histogram: Histogram, values: np.ndarray) -> None:
@@ -21,20 +26,10 @@ def observe_many(histogram: Histogram, values: np.ndarray) -> None:
     [('0.1', 2.0), ('1.0', 3.0), ('+Inf', 4.0)]
     """
     values = np.asarray(values, dtype=np.float64)
-    if values.size == 0:
+    if values.size == 0 or histogram_add(histogram, values):
         return
-    bounds = getattr(histogram, "_upper_bounds", None)
-    buckets = getattr(histogram, "_buckets", None)
-    if bounds is None or buckets is None or getattr(histogram, "_labelnames", ()):
-        for v in values.tolist():   # a prometheus_client without these internals: the public way
-            histogram.observe(v)
-        return
-    # bucket i holds bounds[i-1] < v <= bounds[i] (prometheus_client keeps per-bucket, not cumulative, counts)
-    counts = np.bincount(np.searchsorted(np.asarray(bounds, dtype=np.float64), values, side="left"),
-                         minlength=len(bounds))
-    for i in np.flatnonzero(counts).tolist():
-        buckets[i].inc(int(counts[i]))
-    histogram._sum.inc(float(values.sum()))
+    for v in values.tolist():   # a prometheus_client without these internals: the public way
+        histogram.observe(v)
 
 
 class WorkerMetrics:
@@ -76,13 +71,23 @@ class WorkerMetrics:
         self.labels_joined = Counter("breeboost_labels", "Delayed labels received, by join outcome",
                                      ["outcome"], registry=registry)
         self.consumer_errors = Counter("breeboost_consumer_errors",
-                                       "Errors while consuming or publishing (the batch is retried)",
+                                       "Errors while consuming or publishing: a failed score batch, hand-over or delivery (the worker stops "
+                                       "without acking it and is restarted) or a failed re-read on partition assignment",
                                        registry=registry)
         self.window_replayed_events = Counter(
             "breeboost_window_replayed_events",
             "Transactions re-read on partition assignment to rebuild the window open at a worker crash "
             "(not scored or published again)", registry=registry)
         self.model = Info("breeboost_model", "Model served by this worker", registry=registry)
+        self.model_performance = Gauge(
+            "breeboost_model_performance",
+            "The model on joined labels in the last closed window (drift.stats concept.performance / estimate), "
+            "by metric and scope: window, last_labels, last_seconds, reference (its test slice), estimate "
+            "(label-free, from calibrated probabilities)", ["metric", "scope"], registry=registry)
+        self.concept_detections = Counter(
+            "breeboost_concept_detections",
+            "Changes river's detectors flagged in the per-label error / loss stream (concept.detectors), by detector",
+            ["detector"], registry=registry)
 
     def observe_window(self, stats: dict) -> None:
         self.windows_closed.inc()
@@ -97,3 +102,21 @@ class WorkerMetrics:
         thr = (stats.get("thresholds") or {}).get("psi")
         if thr is not None:
             self.threshold_psi.set(thr)
+        self._observe_concept(stats.get("concept") or {})
+
+    def _observe_concept(self, concept: dict) -> None:
+        """The concept section the aggregator completed (absent parts are skipped; ``None`` values too)."""
+        scopes = dict((concept.get("performance") or {}).items())
+        for scope in ("window", "last_labels", "last_seconds", "reference"):
+            for metric in _PERFORMANCE_METRICS:
+                value = (scopes.get(scope) or {}).get(metric)
+                if value is not None:
+                    self.model_performance.labels(metric, scope).set(value)
+        estimate = concept.get("estimate") or {}
+        for metric in ("precision", "recall", "f1", "auprc", "fraud_rate"):
+            if estimate.get(metric) is not None:
+                self.model_performance.labels("observed_fraud_rate" if metric == "fraud_rate" else metric,
+                                              "estimate").set(estimate[metric])
+        for name, d in (concept.get("detectors") or {}).items():
+            if isinstance(d, dict) and d.get("detections"):
+                self.concept_detections.labels(name).inc(d["detections"])

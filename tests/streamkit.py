@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from breeboost.broker import _die_with_parent, free_port
+from breeboost.broker import die_with_parent, free_port
 from breeboost.settings import Settings, env_var
 
 BB = [sys.executable, "-m", "breeboost.cli"]
@@ -39,7 +39,7 @@ class Worker:
         args += extra_args or []
         self._fh = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=self._fh, stderr=subprocess.STDOUT,
-                                     env=settings_env(settings, **env_extra), preexec_fn=_die_with_parent)
+                                     env=settings_env(settings, **env_extra), preexec_fn=die_with_parent)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -2,7 +2,7 @@
 are delivered.
 
 The worker runs in a subprocess (``python -m tests.test_acks MODE MODEL_DIR``): the real
-:func:`streams.app.create_app` and :class:`streams.pipeline.StreamProcessor` with one fault injected and
+:func:`breeboost.worker.build_worker` and :class:`streams.scoring.ScoringStage` with one fault injected and
 offsets committed every 0.1 s (so a wrong ack would be committed before the fault ends the worker):
 
 - ``slow-publish``: every hand-over to the producer first sleeps 0.25 s (a slow broker); the test kills
@@ -33,26 +33,28 @@ ROOT = Path(__file__).resolve().parents[1]
 def _faulty_worker(mode: str, model_dir: str) -> None:
     from prometheus_client import CollectorRegistry
 
-    import streams.app as app_module
+    import streams.delivery as delivery
     from breeboost.logs import configure_from_settings
+    from breeboost.worker import build_worker
     from models.scorer import Scorer
     from streams.metrics import WorkerMetrics
-    from streams.pipeline import StreamProcessor
+    from streams.scoring import ScoringStage
+    from streams.stages import WorkerStages
 
     settings = Settings.from_env()
     configure_from_settings(settings)
     fault = {"armed": True, "past": False}
 
-    class Faulty(StreamProcessor):
-        def process(self, messages, now=None):  # type: ignore[override]
+    class Faulty(ScoringStage):
+        def process(self, messages, now=None, replay=False):  # type: ignore[override]
             if max(m.offset for m in messages) >= 600:
                 fault["past"] = True
                 if mode == "raise-once" and fault["armed"]:
                     fault["armed"] = False
                     raise RuntimeError("injected: process() failed once")
-            return super().process(messages, now)
+            return super().process(messages, now, replay)
 
-    publish = app_module.Publisher.publish
+    publish = delivery.Publisher.publish
 
     async def faulty_publish(self, topic, records, partitions):  # type: ignore[no-untyped-def]
         if mode == "slow-publish" and records:
@@ -64,10 +66,11 @@ def _faulty_worker(mode: str, model_dir: str) -> None:
             raise KafkaTimeoutError("injected: the partition's previous batch did not drain")
         return await publish(self, topic, records, partitions)
 
-    app_module.Publisher.publish = faulty_publish
-    processor = Faulty(Scorer.load(model_dir), settings, metrics=WorkerMetrics(CollectorRegistry()))
-    app = app_module.create_app(settings, "scoring", scoring=processor,
-                                faust_options={"broker_commit_interval": 0.1, "broker_commit_every": 1})
+    delivery.Publisher.publish = faulty_publish   # the fault, in this test's own process only
+    stages = WorkerStages.build(Scorer.load(model_dir), settings, WorkerMetrics(CollectorRegistry()))
+    stages.scoring = Faulty(stages.model, settings, stages.windows, stages.recent, stages.metrics)
+    app = build_worker(settings, "scoring", stages=stages,
+                       faust_options={"broker_commit_interval": 0.1, "broker_commit_every": 1}).app
     import faust
 
     worker = faust.Worker(app, loglevel="WARNING", override_logging=False, redirect_stdouts=False, quiet=True)
@@ -76,14 +79,14 @@ def _faulty_worker(mode: str, model_dir: str) -> None:
 
 
 def _start_faulty(s: Settings, mode: str, model_dir: str, log_path: Path) -> tuple[subprocess.Popen, object]:
-    from breeboost.broker import _die_with_parent
+    from breeboost.broker import die_with_parent
     from tests.streamkit import settings_env
 
     fh = open(log_path, "ab")
     env = settings_env(s)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.Popen([sys.executable, "-m", "tests.test_acks", mode, model_dir], stdout=fh,
-                            stderr=subprocess.STDOUT, env=env, cwd=str(ROOT), preexec_fn=_die_with_parent)
+                            stderr=subprocess.STDOUT, env=env, cwd=str(ROOT), preexec_fn=die_with_parent)
     return proc, fh
 
 
@@ -152,8 +155,8 @@ def _run(broker_bootstrap: str, paysim_model: str, tmp_path: Path, mode: str) ->
 
 
 def test_split_by_bytes_bounds_each_part_and_keeps_order():
-    from streams.app import split_by_bytes
-    from streams.pipeline import Msg
+    from streams.delivery import split_by_bytes
+    from streams.records import Msg
 
     msgs = [Msg("t", 0, i, b"x" * n) for i, n in enumerate([300, 300, 300, 900, 2000, 10, 0])]
     ranges = split_by_bytes(msgs, 1000)

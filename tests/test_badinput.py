@@ -14,8 +14,10 @@ from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 from models.validation import validate_records
 from models.spec import load_spec
 from simulator import encode_events, generate
-from streams.decode import REASONS, decode_messages
-from streams.pipeline import Msg, StreamProcessor
+from breeboost.rejections import REASONS
+from streams.decode import decode_messages
+from streams.records import Msg
+from streams.stages import WorkerStages
 
 MAX_BYTES = 4096
 BASE = [orjson.loads(v) for v in encode_events(generate(64, seed=3), with_label=False, seed=3)]
@@ -118,7 +120,7 @@ def processor_factory(paysim_model):
     from models.scorer import Scorer
 
     scorer = Scorer.load(paysim_model)
-    return lambda: StreamProcessor(scorer, Settings.from_env({}, partitions=2, max_message_bytes=MAX_BYTES))
+    return lambda: WorkerStages.build(scorer, Settings.from_env({}, partitions=2, max_message_bytes=MAX_BYTES))
 
 
 @settings(max_examples=40, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -126,7 +128,7 @@ def processor_factory(paysim_model):
 def test_pipeline_scores_or_dead_letters_every_event_once(processor_factory, values):
     proc = processor_factory()
     msgs = [Msg("transactions", i % 2, i // 2, v, b"k") for i, v in enumerate(values)]
-    out = proc.process(msgs)
+    out = proc.scoring.process(msgs)
     seen: dict = {}
     for _, v in out.scores:
         doc = orjson.loads(v)

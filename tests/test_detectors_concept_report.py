@@ -1,4 +1,4 @@
-"""detectors: river concept-drift wrappers, rolling performance, offline report (CLI)."""
+"""detectors: river concept-drift wrappers, rolling performance, the drift.stats concept section, offline report (CLI)."""
 import numpy as np
 import orjson
 import pytest
@@ -31,7 +31,7 @@ def test_calm_score_stream_rarely_alarms(cls):
 
 @pytest.mark.parametrize("cls, kwargs", [(AdwinDrift, {"delta": 2}), (PageHinkleyDrift, {"mode": "sideways"}),
                                           (PageHinkleyDrift, {"threshold": 0}), (KswinDrift, {"stat_size": 500}),
-                                          (RollingPerformance, {"window": 0}), (ConceptMonitor, {"error": "x"})])
+                                          (RollingPerformance, {"window": 0}), (ConceptMonitor, {"kswin_sample": -1})])
 def test_constructor_arguments_are_validated(cls, kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         cls(**kwargs)
@@ -66,17 +66,18 @@ def test_rolling_performance_is_exact_over_the_last_n():
 
 def test_concept_monitor_flags_error_drift_after_labels():
     rng = np.random.default_rng(5)
-    mon = ConceptMonitor(threshold=0.5, kswin=False)
-    y = (rng.random(4000) < 0.05).astype(int)
-    good = np.where(y == 1, rng.uniform(0.6, 1, 4000), rng.uniform(0, 0.1, 4000))
-    mon.update_labels(y[:2000], good[:2000])
+    mon = ConceptMonitor(kswin_sample=0)
+    y = (rng.random(8000) < 0.05).astype(int)
+    good = np.where(y == 1, rng.uniform(0.6, 1, 8000), rng.uniform(0, 0.1, 8000))
+    mon.update_labels(y[:4000], good[:4000])
     calm = mon.summary()
-    assert not calm["error"]["adwin"]["drift_detected"]
-    bad = np.where(y == 1, rng.uniform(0, 0.4, 4000), rng.uniform(0, 0.1, 4000))   # the model misses fraud
-    mon.update_labels(y[2000:], bad[2000:])
+    assert not calm["adwin"]["drift_detected"] and not calm["page_hinkley"]["drift_detected"]
+    bad = np.where(y == 1, rng.uniform(0, 0.4, 8000), rng.uniform(0, 0.1, 8000))   # the model misses fraud
+    mon.update_labels(y[4000:], bad[4000:])
     s = mon.summary()
-    assert s["error"]["adwin"]["drift_detected"] and s["drift_detected"]
-    assert s["performance"]["labelled"] == 4000 and s["performance"]["recall"] < 0.6
+    assert s["adwin"]["drift_detected"] and s["drift_detected"] and s["labels"] == 8000
+    assert s["adwin"]["last_detection"] >= 4000 and s["kswin"]["n"] == 8000
+    assert not mon.summary()["drift_detected"]                   # detections are reported once
     orjson.dumps(s)
 
 
@@ -119,6 +120,45 @@ def test_report_cli_on_a_file(model_dir, tmp_path):
     assert not w[0]["features"]["amount"]["drifted"] and not w[1]["features"]["amount"]["drifted"]
     assert w[2]["features"]["amount"]["drifted"] and w[2]["features"]["amount"]["psi"] >= 0.25
     assert doc["summary"]["first_drift"]["amount"] == 2
+    # the attribution of the stream's sample, per window, in the report from a file too
+    assert all(x.get("attribution") for x in w), [sorted(x) for x in w]
     page = out_html.read_text()
     assert page.startswith("<!DOCTYPE html>") and "<svg" in page and "http" not in page.replace(
         'xmlns="http://www.w3.org/2000/svg"', "")
+
+
+# -- the drift.stats concept section ------------------------------------------------------------------
+def _counts(n, tp, fp, fn):
+    return {"n": n, "tp": tp, "fp": fp, "fn": fn, "tn": n - tp - fp - fn, "brier": 0.01 * n, "abs_error": 0.02 * n}
+
+
+REFERENCE = {"rows": 1000, "positives": 50, "auprc": 0.9, "roc_auc": 0.99, "precision": 0.9, "recall": 0.8, "f1": 0.85}
+
+
+def test_concept_section_sums_partitions_and_compares_with_the_reference():
+    from detectors.concept import concept_section
+    from detectors.records import LabelCounts
+
+    c = concept_section([_counts(500, 20, 5, 20), LabelCounts(**_counts(500, 20, 5, 20))], REFERENCE)
+    assert (c["labelled"], c["tp"], c["fp"], c["fn"], c["tn"]) == (1000, 40, 10, 40, 910)
+    assert c["precision"] == 0.8 and c["recall"] == 0.5 and c["error_rate"] == 0.05 and c["brier"] == 0.01
+    assert c["reference"] == {"precision": 0.9, "recall": 0.8, "f1": 0.85, "auprc": 0.9}
+    assert c["performance_drop"]["recall"] == pytest.approx(0.375)
+
+
+def test_concept_section_undefined_and_gated_values():
+    from detectors.concept import concept_section
+
+    empty = concept_section([], None)
+    assert empty == {"labelled": 0, "precision": None, "recall": None, "brier": None, "error_rate": None,
+                     "tp": 0, "fp": 0, "fn": 0, "tn": 0, "performance_drop": {"precision": None, "recall": None}}
+    few = concept_section([_counts(99, 20, 5, 20)], REFERENCE)              # below min_labels = 100
+    assert few["recall"] == 0.5 and few["performance_drop"] == {"precision": None, "recall": None}
+    rare = concept_section([_counts(5000, 5, 1, 10)], REFERENCE)           # 15 frauds, 6 flagged: < min_positives
+    assert rare["performance_drop"] == {"precision": None, "recall": None}
+    loose = concept_section([_counts(5000, 5, 1, 10)], REFERENCE, min_labels=1, min_positives=1)
+    assert loose["performance_drop"]["recall"] == pytest.approx((0.8 - 5 / 15) / 0.8)
+    odd = concept_section([_counts(1000, 40, 10, 40)], {"precision": "high", "recall": None, "f1": float("nan")})
+    assert "reference" not in odd and odd["performance_drop"] == {"precision": None, "recall": None}
+    partial = concept_section([_counts(1000, 40, 10, 40)], {"recall": 0.8})
+    assert partial["reference"] == {"precision": None, "recall": 0.8, "f1": None, "auprc": None}

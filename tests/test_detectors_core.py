@@ -12,6 +12,7 @@ from detectors.errors import SketchError
 from detectors.ks import ReferenceCells, ks_critical, ks_pvalue
 from detectors.profile import build_profile
 from detectors.psi import EPSILON, psi
+from detectors.records import encode_stats
 from detectors.stats import window_statistics
 from detectors.window import WindowSketch, merge
 
@@ -248,6 +249,7 @@ def test_edge_cases_give_finite_payloads_and_exact_merge(values, cats, split):
     out = window_statistics(whole, PROFILE, closed_at=0.0)
     _no_bad_numbers(out)
     orjson.dumps(out)                           # no NaN/inf sneaks in as floats orjson would reject as null
+    assert encode_stats(out) == orjson.dumps(out)   # and it is a DriftStats record (bounds, types, no extras)
     k = min(split, n)
     a, b = WindowSketch(PROFILE), WindowSketch(PROFILE)
     a.update_batch({k_: v[:k] for k_, v in num.items()}, {"type": c[:k]}, scores[:k], np.abs(x[:k]))
@@ -270,10 +272,14 @@ def test_empty_window_and_all_missing_documented_values():
     _no_bad_numbers(out)
     assert out["missing_ratio"] == 1.0 and out["features"]["amount"]["missing_ratio"] == 1.0
     assert out["features"]["amount"]["psi"] == 0.0 and not out["drift_detected"]
+    encode_stats(out)
     empty_ref = build_profile({"x": np.full(10, np.nan)}, {}, np.array([]))
     sk = WindowSketch(empty_ref)
     sk.update_batch({"x": np.arange(200.0)}, {}, np.linspace(0, 1, 200))
-    _no_bad_numbers(window_statistics(sk, empty_ref, closed_at=0.0))
+    out = window_statistics(sk, empty_ref, closed_at=0.0)
+    _no_bad_numbers(out)
+    encode_stats(out)
+    assert out["stream"] is None and out["concept"]["labelled"] == 0 and "reference" not in out["concept"]
 
 
 def test_constant_feature_shift_is_seen():
@@ -296,3 +302,20 @@ def test_update_cost_per_value_per_feature():
     per_value = (time.perf_counter() - t0) / (20 * 1000 * (len(REF) + len(REF_CAT) + 1))
     print(f"update_batch: {per_value * 1e9:.0f} ns per value per feature (batches of 1000)")
     assert per_value < 5e-6   # target 1 us; generous bound for loaded CI machines
+
+
+def test_stream_and_concept_sections():
+    sk = WindowSketch(PROFILE)
+    num, cat, scores, lags = _batch(1000, np.random.default_rng(3))
+    sk.update_batch(num, cat, scores, lags)
+    labels = [{"n": 600, "tp": 30, "fp": 10, "fn": 10, "tn": 550, "brier": 12.0, "abs_error": 30.0},
+              {"n": 400, "tp": 10, "fp": 0, "fn": 30, "tn": 360, "brier": 8.0, "abs_error": 20.0}]
+    out = window_statistics(sk, PROFILE, stream="transactions", labels=labels,
+                            reference={"precision": 0.9, "recall": 0.8, "f1": 0.85, "auprc": 0.9})
+    assert out["stream"] == "transactions"
+    c = out["concept"]
+    assert (c["labelled"], c["tp"], c["fp"], c["fn"], c["tn"]) == (1000, 40, 10, 40, 910)
+    assert c["precision"] == 0.8 and c["recall"] == 0.5 and c["brier"] == 0.02 and c["error_rate"] == 0.05
+    assert c["performance_drop"]["recall"] == pytest.approx((0.8 - 0.5) / 0.8)
+    assert c["performance_drop"]["precision"] == pytest.approx((0.9 - 0.8) / 0.9)
+    assert list(out)[:3] == ["window_id", "stream", "window"]

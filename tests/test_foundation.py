@@ -215,27 +215,67 @@ def test_settings_that_are_only_wrong_together_name_their_variables():
     assert ok.sasl_username == "u"
 
 
-def test_package_layers_hold():
-    """models, detectors and simulator import none of streams, incident, faust or kafka (design contract);
-    the simulator's Kafka producer and the CLI modules, which wire things together, are the exceptions."""
+#: The import stack, lowest first: a unit may import only units of lower layers (and itself).
+LAYERS = [
+    {"breeboost.errors"},
+    {"breeboost.settings", "breeboost.rejections"},
+    {"breeboost.logs", "breeboost.kafka_io", "breeboost.windows_order"},
+    {"breeboost.broker", "detectors", "simulator"},
+    {"models"},
+    {"streams"},
+    {"incident"},
+    {"breeboost.worker", "breeboost.report"},
+    {"breeboost.commands", "breeboost.dashboard"},   # the composition root's top: these two may use each other
+    {"breeboost.cli"},   # finds the commands by name (importlib), never by an import statement
+]
+DOMAIN = ("simulator", "models", "detectors", "streams", "incident")
+
+
+def _unit(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] in DOMAIN:
+        return parts[0]
+    if parts[0] == "breeboost":
+        return "breeboost" if len(parts) == 1 else f"breeboost.{parts[1]}"
+    return None
+
+
+def _imports(path):
     import ast
+
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.module
+
+
+def test_package_layers_are_a_strict_stack():
+    """Every import of the project's own code goes down the stack of :data:`LAYERS`; models, detectors and
+    the simulator import no Kafka client or framework (the simulator's producer is its one Kafka module),
+    and detectors import no models."""
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    forbidden = {"streams", "incident", "faust", "kafka", "aiokafka"}
-    exceptions = {"simulator/producer.py", "simulator/cli.py", "detectors/cli.py", "models/cli.py"}
-    for pkg in ("models", "detectors", "simulator"):
+    layer = {u: i for i, units in enumerate(LAYERS) for u in units}
+    clients = {"faust", "kafka", "aiokafka", "confluent_kafka"}
+    seen, bad = set(), []
+    for pkg in (*DOMAIN, "breeboost"):
         for path in (root / pkg).rglob("*.py"):
             rel = path.relative_to(root).as_posix()
-            if rel in exceptions:
-                continue
-            for node in ast.walk(ast.parse(path.read_text())):
-                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                    [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-                for n in names:
-                    assert n.split(".")[0] not in forbidden, f"{rel} imports {n}"
-    assert "models" not in {n.split(".")[0] for p in (root / "detectors").rglob("*.py")
-                            if p.relative_to(root).as_posix() not in exceptions
-                            for node in ast.walk(ast.parse(p.read_text()))
-                            for n in ([a.name for a in node.names] if isinstance(node, ast.Import) else
-                                      [node.module or ""] if isinstance(node, ast.ImportFrom) else [])}
+            me = _unit(".".join(path.relative_to(root).with_suffix("").parts))
+            me = "breeboost.errors" if me == "breeboost.__init__" else me
+            seen.add(me)
+            for m in _imports(path):
+                other = _unit(m)
+                top = {"breeboost.commands", "breeboost.dashboard"}
+                if other is not None and other != me and layer.get(other, 99) >= layer.get(me, -1) and \
+                        not {me, other} <= top:
+                    bad.append(f"{rel} imports {m} ({other} is not below {me})")
+                if pkg in ("models", "detectors", "simulator") and rel != "simulator/producer.py" and \
+                        (m.split(".")[0] in clients or m == "breeboost.kafka_io"):
+                    bad.append(f"{rel} imports {m} (a Kafka client in a package that does no Kafka I/O)")
+                if pkg == "detectors" and m.split(".")[0] == "models":
+                    bad.append(f"{rel} imports {m} (detectors take plain arrays, never the model)")
+    assert not bad, "\n".join(bad)
+    assert seen <= set(layer), f"units missing from LAYERS: {sorted(seen - set(layer))}"

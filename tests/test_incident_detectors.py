@@ -16,7 +16,7 @@ features_mod = pytest.importorskip("models.features")
 profile_mod = pytest.importorskip("detectors.profile")
 window_mod = pytest.importorskip("detectors.window")
 stats_mod = pytest.importorskip("detectors.stats")
-pipeline = pytest.importorskip("streams.pipeline")
+from streams.windowing import balance_mismatch  # noqa: E402
 
 from incident import rca  # noqa: E402
 from incident.events import validate_event  # noqa: E402
@@ -39,7 +39,7 @@ def window_stats(profile, scenario: str | None, missing_fraction: float = 0.0, n
     sched = [scenarios.parse_scenario(scenario, start=50_000, end=100_000)] if scenario else []
     cols = generator.generate(n, seed=51, scenarios=sched)
     f = features_mod.compute_features(cols, spec)
-    mismatch = pipeline.balance_mismatch(f)
+    mismatch = balance_mismatch(f)
     rng = np.random.default_rng(5)
     out = []
     for w in range(n // W):

@@ -15,11 +15,29 @@ FEATURES = ["amount", "oldbalanceOrg", "newbalanceOrig", "oldbalanceDest", "newb
             "errorBalanceDest", "hour", "day", "is_large_transaction", "type"]
 
 
+REFERENCE = {"precision": 0.9, "recall": 0.8, "f1": 0.847, "auprc": 0.8}
+
+
+def concept_stats(tp: int = 80, fp: int = 9, fn: int = 20, tn: int = 9891, reference: dict | None = REFERENCE) -> dict:
+    """drift.stats ``concept`` as the label join publishes it, from the window's confusion counts (calm by
+    default: precision 0.899 and recall 0.8 against a test slice of 0.9 and 0.8)."""
+    labelled = tp + fp + fn + tn
+    doc = {"labelled": labelled, "precision": tp / (tp + fp) if tp + fp else None,
+           "recall": tp / (tp + fn) if tp + fn else None, "brier": 0.01 if labelled else None,
+           "error_rate": (fp + fn) / labelled if labelled else None, "tp": tp, "fp": fp, "fn": fn, "tn": tn}
+    if reference is not None:
+        doc["reference"] = dict(reference)
+        if labelled:
+            doc["performance_drop"] = {m: None if doc[m] is None else (reference[m] - doc[m]) / reference[m]
+                                       for m in ("precision", "recall")}
+    return doc
+
+
 def make_stats(index: int, psi: dict | None = None, drifted: dict | None = None, missing_ratio: float = 0.0,
                feature_missing: dict | None = None, dlq_ratio: float = 0.0, schema_error_ratio: float = 0.0,
                balance_error_ratio: float = 0.02, balance_reference: float | None = 0.02, lag_p95_s: float = 2.0,
                score_psi: float = 0.01, concept: dict | None = None, model_version: str = "m1",
-               partitions=(0, 1, 2, 3), events: int = 10000, omit: tuple = ()) -> dict:
+               partitions=(0, 1, 2, 3), events: int = 10000, omit: tuple = (), stream: str | None = None) -> dict:
     """A drift.stats payload shaped as docs/contracts.md says; calm unless told otherwise."""
     psi = psi or {}
     drifted = drifted or {}
@@ -43,10 +61,12 @@ def make_stats(index: int, psi: dict | None = None, drifted: dict | None = None,
            "balance_error_ratio": balance_error_ratio,
            "freshness": {"lag_p50_s": lag_p95_s / 2, "lag_p95_s": lag_p95_s},
            "score": {"psi": score_psi, "mean": 0.01, "predicted_fraud_rate": 0.0013, "reference_fraud_rate": 0.0013},
-           "concept": concept or {"adwin_error_drift": False, "page_hinkley_error_drift": False},
+           "concept": concept or concept_stats(),
            "drifted_features": sorted(f for f, v in feats.items() if v["drifted"])}
-    if balance_reference is not None:
-        doc["thresholds"]["balance_error_ratio"] = balance_reference
+    if balance_reference is not None:   # the worker publishes none; the incident manager learns one
+        doc["reference"] = {"balance_error_ratio": balance_reference}
+    if stream is not None:
+        doc["stream"] = stream
     for key in omit:
         doc.pop(key, None)
     return doc
@@ -90,8 +110,8 @@ def summary(events):
     (dict(lag_p95_s=7200.0), "stale_data", "P1"),
     (dict(dlq_ratio=0.08), "dead_letter_spike", "P2"),
     (dict(score_psi=0.45), "score_drift", "P1"),
-    (dict(concept={"adwin_error_drift": True}), "concept_drift", "P3"),
-    (dict(concept={"recall": 0.4, "reference_recall": 0.9}), "concept_drift", "P1"),
+    (dict(concept=concept_stats(tp=66, fn=34)), "concept_drift", "P3"),
+    (dict(concept=concept_stats(tp=40, fp=5, fn=60)), "concept_drift", "P1"),
 ])
 def test_each_scenario_gives_one_firing_then_one_resolved(policy, kw, itype, sev):
     events = run(IncidentManager(policy), scenario("x", **kw))
@@ -237,7 +257,8 @@ def test_missing_fields_are_not_evaluated(policy):
     payloads = [{"window": {"index": i}, "window_id": f"w{i}"} for i in range(10)]
     payloads += [make_stats(10 + i, omit=("features", "score", "freshness", "concept", "missing_ratio")) for i in range(5)]
     payloads += [{"window": {"index": 20 + i}, "features": {"amount": {"psi": "high"}, "hour": None},
-                  "freshness": {"lag_p95_s": float("nan")}, "dlq_ratio": True, "concept": {"adwin_error_drift": "yes"}}
+                  "freshness": {"lag_p95_s": float("nan")}, "dlq_ratio": True,
+                  "concept": {"labelled": "many", "performance_drop": {"recall": "big"}}}
                  for i in range(5)]
     m = IncidentManager(policy)
     assert run(m, payloads) == [] and m.processed == 20
@@ -366,3 +387,106 @@ def test_amount_or_type_drift_explains_the_balance_error_rate(policy, drift):
     events = run(IncidentManager(policy), payloads)
     assert summary(events)[0][:3] == ("fired", "firing", "feature_drift") and len(events) == 2
     assert set(events[0]["details"]["affected_features"]) == set(drift) | {"errorBalanceOrig"}
+
+
+# --- the stream field, the tracker's state-file entry, the agent ------------------------------------
+def test_stream_field_keys_window_indexes_and_defaults_for_old_records(policy):
+    m = IncidentManager(policy, default_stream="transactions")
+    bad = dict(psi={"amount": 0.5})
+    assert run(m, [make_stats(i, **bad) for i in range(3)])[0]["details"]["window"]["stream"] == "transactions"
+    assert run(m, [make_stats(2, stream="transactions", **bad)]) == []   # an old record's window, again
+    assert m.ignored == 1
+    run(m, [make_stats(2, stream="other", **bad)])                        # another stream's window 2 is new
+    assert m.processed == 4
+    with pytest.raises(ValueError, match="default_stream"):
+        IncidentManager(policy, default_stream="")
+
+
+def test_state_and_events_from_before_the_stream_field_are_read_as_the_default_stream(policy):
+    old = IncidentManager(policy)                     # "default", as state files and events said before
+    events = run(old, scenario("x", psi={"amount": 0.5})[:8])
+    assert events[0]["details"]["window"]["stream"] == "default"
+    for rebuilt in (IncidentManager.from_state(policy, old.state_dict(), default_stream="transactions"),
+                    IncidentManager.restore(policy, events, default_stream="transactions")):
+        assert run(rebuilt, [make_stats(6, stream="transactions", psi={"amount": 0.5})]) == []   # seen before
+        later = run(rebuilt, [make_stats(i, stream="transactions") for i in range(8, 14)])
+        assert [(e["event"], e["incident_id"], e["details"]["window"]["stream"]) for e in later] == \
+               [("resolved", events[0]["incident_id"], "transactions")]
+
+
+TRACKER_KEYS = ["type", "fingerprint", "model_version", "status", "incident_id", "seq", "pending", "clean", "recent",
+                "severity", "features", "peak_severity", "covers_all", "started_at", "updated_at", "stream",
+                "first_window", "last_window", "partitions", "counts", "last", "notes", "acknowledged", "closed"]
+
+
+def test_tracker_entries_keep_the_state_file_format(policy):
+    from incident.state import Tracker
+
+    m = IncidentManager(policy)
+    run(m, scenario("x", psi={"amount": 0.5}, missing_ratio=0.12)[:8])
+    state = json.loads(json.dumps(m.state_dict()))
+    assert len(state["trackers"]) == 2
+    for doc in state["trackers"].values():
+        assert list(doc) == TRACKER_KEYS
+        assert Tracker.from_dict(doc).to_dict() == doc
+    assert IncidentManager.from_state(policy, state).state_dict() == state
+    first = m.open_incidents()[0]
+    first["features"].append("nope")                  # open_incidents gives copies
+    assert "nope" not in m.open_incidents()[0]["features"]
+
+
+def test_incident_agent_publishes_then_flushes_then_saves():
+    import asyncio
+    from types import SimpleNamespace
+
+    from breeboost.settings import Settings
+    from incident.agent import install_incident_agent
+
+    calls = []
+
+    class Topic:
+        def __init__(self, name, **kw):
+            self.name, self.kw = name, kw
+
+        async def send(self, key, value):
+            calls.append(("send", self.name, key, value))
+
+    class App:
+        def __init__(self):
+            self.topics, self.agents = {}, {}
+            self.producer = SimpleNamespace(flush=self.flush)
+
+        def topic(self, name, **kw):
+            return self.topics.setdefault(name, Topic(name, **kw))
+
+        def agent(self, topic, name):
+            return lambda fn: self.agents.setdefault(name, (topic, fn))
+
+        async def flush(self):
+            calls.append(("flush",))
+
+    class Service:
+        def process(self, values):
+            calls.append(("process", values))
+            return [(b"fp", v.upper()) for v in values]
+
+        def save_state(self):
+            calls.append(("save",))
+
+    class Stream:
+        def take_events(self, n, within):
+            async def batches():
+                for batch in ([b"a", b"b"], [b"c"]):
+                    yield [SimpleNamespace(message=SimpleNamespace(value=v)) for v in batch]
+            return batches()
+
+    app, s = App(), Settings()
+    install_incident_agent(app, Service(), s)
+    topic, agent = app.agents["incidents"]
+    assert topic.name == s.topic_drift_stats and set(app.topics) == {s.topic_drift_stats, s.topic_incidents}
+    assert app.topics[s.topic_incidents].kw == {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
+                                                "value_serializer": "raw", "partitions": None}
+    asyncio.run(agent(Stream()))
+    out = s.topic_incidents
+    assert calls == [("process", [b"a", b"b"]), ("send", out, b"fp", b"A"), ("send", out, b"fp", b"B"), ("flush",),
+                     ("save",), ("process", [b"c"]), ("send", out, b"fp", b"C"), ("flush",), ("save",)]

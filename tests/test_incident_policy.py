@@ -5,7 +5,8 @@ import pytest
 
 from incident.errors import PolicyError
 from incident.policy import Policy
-from tests.test_incident_lifecycle import make_stats
+from incident.rules import RULES
+from tests.test_incident_lifecycle import concept_stats, make_stats
 
 
 @pytest.fixture(scope="module")
@@ -90,17 +91,98 @@ def test_score_drift_bands(policy, psi, sev):
 
 
 @pytest.mark.parametrize("concept,sev", [
-    ({"adwin_error_drift": False}, None),
-    ({"adwin_error_drift": True}, "P3"),
-    ({"errors": {"page_hinkley": True}}, "P3"),
-    ({"adwin_score_drift": True}, None),           # score-stream detectors are score drift's business
-    ({"performance_drop": 0.12}, "P3"),
-    ({"auprc": 0.6, "reference_auprc": 0.9}, "P2"),
-    ({"recall": 0.2, "reference_recall": 0.8, "adwin_error_drift": True}, "P1"),
+    (concept_stats(), None),                                  # calm: precision 0.899, recall 0.8
+    (concept_stats(tp=66, fn=34), "P3"),                      # recall 0.66: down 17.5%
+    (concept_stats(tp=56, fn=44), "P2"),                      # down 30%
+    (concept_stats(tp=40, fp=5, fn=60), "P1"),                # down 50%
+    (concept_stats(tp=80, fp=80), "P2"),                      # precision 0.5: down 44%
+    (concept_stats(tp=4, fp=0, fn=6, tn=30), None),           # 40 labels: fewer than min_labels
+    (concept_stats(tp=6, fp=0, fn=6, tn=2000), None),               # recall 0.5 over 12 frauds: z 2.6, noise
+    (concept_stats(tp=40, fn=60, reference=None), None),      # no reference: no performance_drop
+    (concept_stats(0, 0, 0, 0), None),                        # no label joined
+    ({"adwin_error_drift": True, "reference_recall": 0.9, "recall": 0.1}, None),   # fields nobody writes
 ])
 def test_concept_drift(policy, concept, sev):
     got = types_and_severities(policy, make_stats(1, concept=concept))
     assert got == (set() if sev is None else {("concept_drift", sev)})
+
+
+def test_concept_drift_options():
+    few = make_stats(1, concept=concept_stats(tp=6, fp=0, fn=6, tn=2000))
+    assert types_and_severities(Policy.load(overrides={"types": {"concept_drift": {"min_z": 0}}}), few) == \
+        {("concept_drift", "P2")}
+    small = make_stats(1, concept=concept_stats(tp=4, fp=0, fn=6, tn=30))
+    assert types_and_severities(Policy.load(overrides={"types": {"concept_drift": {"min_labels": 10}}}), small) == \
+        {("concept_drift", "P1")}
+    recall_only = Policy.load(overrides={"types": {"concept_drift": {"metrics": ["recall"]}}})
+    assert types_and_severities(recall_only, make_stats(1, concept=concept_stats(tp=80, fp=80))) == set()
+    (b,) = Policy.load().evaluate(make_stats(1, concept=concept_stats(tp=40, fp=5, fn=60, tn=9895)))
+    assert b.summary == "P1 concept drift: recall down 50% against the model's test slice (0.8 -> 0.4) " \
+                        "over 10000 labelled events"
+    assert b.evidence["labelled"] == 10000 and b.evidence["counts"] == {"tp": 40, "fp": 5, "fn": 60, "tn": 9895}
+
+
+def test_schema_reasons_come_from_the_catalogue(policy):
+    from breeboost.rejections import SCHEMA_REASONS
+
+    rule = policy.rule("schema_mismatch")
+    assert set(rule.reasons) == SCHEMA_REASONS - {"missing_field", "invalid_json", "not_finite"}
+    assert rule.reasons == ("not_an_object", "wrong_type", "unknown_category")   # catalogue order
+    s = make_stats(1)
+    s["dlq_by_reason"] = {"invalid_json": 500, "missing_field": 500, "unknown_category": 200}
+    assert types_and_severities(policy, s) == {("schema_mismatch", "P1")}
+    s["dlq_by_reason"] = {"invalid_json": 500, "missing_field": 500}
+    assert types_and_severities(policy, s) == set()
+    own = Policy.load(overrides={"types": {"schema_mismatch": {"reasons": ["invalid_json"]}}})
+    assert types_and_severities(own, s) == {("schema_mismatch", "P1")}
+
+
+def test_signals_name_the_fields_each_rule_reads(policy):
+    signals = policy.signals()
+    assert list(signals) == list(RULES)
+    assert signals["feature_drift"] == ("features.*.psi", "features.*.drifted", "thresholds.psi",
+                                        "attribution.features.*.change", "attribution.features.*.abs_change",
+                                        "attribution.features.*.stderr")   # impact-weighted severity (#17)
+    unweighted = Policy.load(overrides={"types": {"feature_drift": {"impact_weighted": False}}})
+    assert unweighted.signals()["feature_drift"] == ("features.*.psi", "features.*.drifted", "thresholds.psi")
+    assert "concept.labelled" in signals["concept_drift"] and "concept.performance_drop.recall" in signals["concept_drift"]
+    assert not any("error" in f or "reference_" in f for f in signals["concept_drift"])
+    assert signals["corrupted_balances"][0] == "balance_error_ratio"
+
+
+def test_a_new_incident_type_is_one_rule_class():
+    from incident import rca
+    from incident.lifecycle import IncidentManager
+    from incident.rules import ScalarRule
+
+    class ConsumerBacklog(ScalarRule):
+        name, anchor = "consumer_backlog", "stale-data"
+
+        @property
+        def signals(self):
+            return (self.statistic,)
+
+        def evaluate(self, stats):
+            return self.scalar_breach(stats, lambda v, b, r: f"consumer backlog of {v:.0f} records")
+
+        @classmethod
+        def explain(cls, incident, first):
+            return "The consumers fall behind."
+
+    p = Policy.load(overrides={"types": {"consumer_backlog": {"statistic": "lag.records", "bands": {"P2": 1000}}}},
+                    rules={**RULES, ConsumerBacklog.name: ConsumerBacklog})
+    m = IncidentManager(p)
+    events = [e for i in range(3) for e in m.process({**make_stats(i), "lag": {"records": 5000}}, now=1.0 + i)]
+    assert [(e["event"], e["type"], e["severity"], e["runbook"]) for e in events] == \
+        [("fired", "consumer_backlog", "P2", "incident/playbook.md#stale-data")]
+    assert rca.likely_cause(events[0], [], p)[0] == "The consumers fall behind."
+    assert "consumer_backlog" not in Policy.load().rules   # the shipped registry does not know it
+
+
+def test_every_rule_is_in_the_event_schema():
+    from incident.events import load_schema
+
+    assert load_schema()["properties"]["type"]["enum"] == list(RULES)
 
 
 def test_pagerduty_and_runbook_mapping(policy):
@@ -143,6 +225,14 @@ def test_open_severities_can_include_p4():
     ({"types": {"feature_drift": {"group_by": "partition"}}}, "group_by"),
     ({"pagerduty": {"P1": "sev1"}}, "pagerduty.P1"),
     ({"inhibit": [{"source_types": ["nope"], "target_types": ["score_drift"]}]}, "inhibit[0].source_types"),
+    ({"types": {"schema_mismatch": {"reasons": ["nope"]}}}, "types.schema_mismatch.reasons"),
+    ({"types": {"schema_mismatch": {"exclude_reasons": ["missing"]}}}, "types.schema_mismatch.exclude_reasons"),
+    ({"types": {"concept_drift": {"metrics": ["auprc"]}}}, "types.concept_drift.metrics"),
+    ({"types": {"concept_drift": {"min_labels": 0}}}, "types.concept_drift.min_labels"),
+    ({"types": {"corrupted_balances": {"reference": ["thresholds.x"]}}}, "types.corrupted_balances.reference"),
+    ({"types": {"corrupted_balances": {"learn_min_windows": 0}}}, "types.corrupted_balances.learn_min_windows"),
+    ({"types": {"stale_data": {"statistic": ""}}}, "types.stale_data.statistic"),
+    ({"types": {"feature_drift": {"flag_only_severity": "P9"}}}, "types.feature_drift.flag_only_severity"),
 ])
 def test_invalid_policy_names_the_key(overrides, fragment):
     with pytest.raises(PolicyError, match=fragment.replace("[", r"\[").replace("]", r"\]")):

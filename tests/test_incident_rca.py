@@ -10,7 +10,7 @@ from incident.lifecycle import IncidentManager
 from incident.log import IncidentLog
 from incident.policy import Policy
 from incident.topic import publish_events
-from tests.test_incident_lifecycle import make_stats
+from tests.test_incident_lifecycle import concept_stats, make_stats
 
 
 def amount_scale_history(n: int = 20, start: int = 5) -> list[dict]:
@@ -87,7 +87,7 @@ def test_missing_data_rca_gives_percentages_and_fields():
     (dict(lag_p95_s=5000.0), "Event time lags processing by 5000 s"),
     (dict(dlq_ratio=0.3), "dead-lettered"),
     (dict(score_psi=0.5), "score distribution moved"),
-    (dict(concept={"adwin_error_drift": True}), "Labels disagree"),
+    (dict(concept=concept_stats(tp=40, fp=5, fn=60)), "Labels disagree with predictions more than before (recall down 50%"),
 ])
 def test_every_type_has_a_plain_words_cause(kw, fragment):
     hist = [make_stats(i, **(kw if 3 <= i < 8 else {})) for i in range(14)]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from breeboost.cli import main
-from models.cli import _simulate
+from breeboost.commands.train import simulated_rows
 from models.features import features_for_record
 from models.scorer import Scorer
 from models.spec import load_spec
@@ -21,7 +21,7 @@ ROWS = 500_000
 @pytest.fixture(scope="module")
 def sim_model(tmp_path_factory):
     d = tmp_path_factory.mktemp("sim-model")
-    model = train_model(_simulate(ROWS, SEED), load_spec(), TrainConfig(seed=SEED))
+    model = train_model(simulated_rows(ROWS, SEED), load_spec(), TrainConfig(seed=SEED))
     model.save(d)
     return d, model
 
@@ -41,7 +41,7 @@ def test_time_split_test_auprc_reaches_target(sim_model):
 def test_single_record_equals_batch_on_10k_simulator_records(sim_model):
     d, _ = sim_model
     scorer = Scorer.load(d)
-    cols = _simulate(10_000, SEED + 100)
+    cols = simulated_rows(10_000, SEED + 100)
     records = [dict(zip(cols, row)) for row in zip(*(v.tolist() for v in cols.values()))]
     for r in records:
         del r["isFraud"]

@@ -221,6 +221,9 @@ def test_every_catalogued_series_reaches_prometheus_under_its_catalogue_name():
     registry = CollectorRegistry()
     touched = _touch_every_series(worker_metrics.WorkerMetrics(registry))
     touched += _touch_every_series(incident_metrics.IncidentMetrics(registry))
+    from streams.aggregation import AttributionGauges   # registered by the aggregator at its first attribution
+
+    touched += _touch_every_series(AttributionGauges.of(registry))
     cat = catalogue()
     assert touched == len(cat)
     server, _ = start_http_server(0, addr="127.0.0.1", registry=registry)

@@ -19,7 +19,7 @@ def _fenced_commands() -> list[str]:
 
 def test_readme_starts_with_setup_demo_and_test_commands():
     first = _fenced_commands()[:2]
-    assert "pip install -e '.[embedded,test]'" in first[0] and first[0].endswith("breeboost demo")
+    assert "pip install -e '.[embedded,test,dashboard]'" in first[0] and first[0].endswith("breeboost demo")
     assert first[1] == ".venv/bin/python -m pytest"
 
 

@@ -1,4 +1,4 @@
-"""The map of recent transactions that de-duplication and the label join share (streams.pipeline)."""
+"""The map of recent transactions that de-duplication and the label join share (streams.recent)."""
 from __future__ import annotations
 
 import base64
@@ -11,7 +11,9 @@ from prometheus_client import CollectorRegistry
 from breeboost.settings import Settings
 from models.scorer import Scorer
 from streams.metrics import WorkerMetrics
-from streams.pipeline import Msg, RecentTransactions, StreamProcessor
+from streams.recent import RecentTransactions
+from streams.records import Msg
+from streams.stages import WorkerStages
 
 
 def test_the_last_horizon_ids_are_always_known_and_older_ones_fade():
@@ -52,7 +54,7 @@ def test_ids_without_a_score_are_not_joined():
 @pytest.fixture(scope="module")
 def processor(paysim_model):
     def make(**kw):
-        return StreamProcessor(Scorer.load(paysim_model), Settings.from_env({}, partitions=1),
+        return WorkerStages.build(Scorer.load(paysim_model), Settings.from_env({}, partitions=1),
                                metrics=WorkerMetrics(CollectorRegistry()), **kw)
     return make
 
@@ -65,18 +67,18 @@ def _tx(i: int) -> dict:
 def test_duplicates_within_the_horizon_are_dead_lettered_and_labels_join(processor):
     proc = processor(horizon=50)
     for b in range(2):   # 2 x 80 new ids, in two batches: the first 80 leave the map with the second swap
-        out = proc.process([Msg("transactions", 0, 40 * b + i, orjson.dumps([_tx(80 * b + 2 * i), _tx(80 * b + 2 * i + 1)]))
+        out = proc.scoring.process([Msg("transactions", 0, 40 * b + i, orjson.dumps([_tx(80 * b + 2 * i), _tx(80 * b + 2 * i + 1)]))
                             for i in range(40)])
         assert len(out.dead_letters) == 0
     again = [Msg("transactions", 0, 100, orjson.dumps([_tx(159), _tx(0)]))]   # 159: recent; 0: beyond the horizon
-    out = proc.process(again)
+    out = proc.scoring.process(again)
     dead = [orjson.loads(v) for _, v in out.dead_letters]
     assert [(d["transaction_id"], d["reason"], d["item"]) for d in dead] == [("tx-159", "duplicate_id", 0)]
     assert orjson.loads(base64.b64decode(dead[0]["raw_b64"])) == _tx(159)    # the original record
     assert [d["transaction_id"] for d in orjson.loads(out.scores[0][1])] == ["tx-0"]
-    proc.join_labels([Msg("labels", 0, 0, orjson.dumps({"transaction_id": "tx-159", "isFraud": 1})),
+    proc.labels.join([Msg("labels", 0, 0, orjson.dumps({"transaction_id": "tx-159", "isFraud": 1})),
                       Msg("labels", 0, 1, orjson.dumps({"transaction_id": "tx-0", "isFraud": 0})),
                       Msg("labels", 0, 2, orjson.dumps({"transaction_id": "tx-1", "isFraud": 0}))])
     # tx-159 joins its first score, tx-0 its new one; tx-1 is beyond the horizon
-    assert proc._label_counts[0]["n"] == 2
-    assert proc.metrics.labels_joined.labels("unmatched")._value.get() == 1
+    assert proc.labels.pending[0].n == 2
+    assert proc.metrics.labels_joined.labels("unknown")._value.get() == 1

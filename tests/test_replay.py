@@ -1,4 +1,4 @@
-"""The window open at a worker crash gets its events back on partition assignment (streams/replay.py).
+"""The window open at a worker crash gets its events back on partition assignment (streams/lifecycle.py).
 
 Unit tests run the replay against the real broker: transactions produced to one partition, a committed
 offset mid-window for the worker's group, a fresh processor (the restarted worker) replays, and its window
@@ -17,8 +17,11 @@ from breeboost.kafka_io import make_producer
 from models.scorer import Scorer
 from simulator import encode_events, generate
 from streams.metrics import WorkerMetrics
-from streams.pipeline import Msg, StreamProcessor
-from streams.replay import WindowReplayer, aiokafka_config, plan_replay, read_range
+from streams.records import Msg
+from streams.stages import WorkerStages
+from breeboost.kafka_io import aiokafka_config
+from streams.lifecycle import RebalanceLifecycle
+from streams.reread import ReplayPlan, plan_replay, read_range
 from tests.conftest import fresh_settings
 
 N = 2600            # offsets 0..2599 of partition 0, and one duplicate id at 2600
@@ -51,7 +54,6 @@ def topic_with_data(broker_bootstrap):
 
 def _read_all(s) -> list[Msg]:
     from aiokafka import AIOKafkaConsumer
-    from streams.replay import ReplayPlan
 
     async def go():
         c = AIOKafkaConsumer(enable_auto_commit=False, **aiokafka_config(s))
@@ -79,9 +81,32 @@ def _commit(s, group_id: str, offset: int) -> None:
     asyncio.run(go())
 
 
-def _process(proc: StreamProcessor, msgs: list[Msg], batch: int = 200):
-    outs = [proc.process(msgs[i:i + batch], now=NOW) for i in range(0, len(msgs), batch)]
+def _process(proc: WorkerStages, msgs: list[Msg], batch: int = 200):
+    outs = [proc.scoring.process(msgs[i:i + batch], now=NOW) for i in range(0, len(msgs), batch)]
     return outs
+
+
+def _tps(topic: str, *partitions: int) -> list:
+    from aiokafka import TopicPartition
+
+    return [TopicPartition(topic, p) for p in partitions]
+
+
+def _restore(stages: WorkerStages, s, group: str, partitions, **kw) -> list[dict]:
+    """Assign ``partitions`` of transactions to a lifecycle and await its restore (what the agents await)."""
+    lifecycle = RebalanceLifecycle(stages, s, group, **kw)
+
+    async def go():
+        lifecycle.on_assigned(_tps(s.topic_transactions, *partitions))
+        return await lifecycle.restore()
+    return asyncio.run(go())
+
+
+def _window(sketch) -> tuple[dict, object]:
+    """What a window holds: every count of its sketch, and the contribution sums of its attribution sample
+    (the sketch's ``to_dict`` carries the sample itself under ``attribution``, explained when shipped)."""
+    counts = {k: v for k, v in sketch.to_dict().items() if k != "attribution"}
+    return counts, sketch.attribution()
 
 
 def _sample(registry, name: str, **labels) -> float:
@@ -102,17 +127,17 @@ def test_replayed_window_equals_the_window_of_an_uninterrupted_worker(topic_with
     msgs = _read_all(s)
     assert [m.offset for m in msgs] == list(range(N + 1))
 
-    whole = StreamProcessor(scorer, s)              # never crashed
+    whole = WorkerStages.build(scorer, s)              # never crashed
     _process(whole, msgs)
-    dead = StreamProcessor(scorer, s)               # scored and published [0, COMMITTED), then kill -9
+    dead = WorkerStages.build(scorer, s)               # scored and published [0, COMMITTED), then kill -9
     _process(dead, msgs[:COMMITTED])
 
     group = f"{s.group_id}-scoring"
     _commit(s, group, COMMITTED)
     registry = __import__("prometheus_client").CollectorRegistry()
     metrics = WorkerMetrics(registry)
-    restarted = StreamProcessor(scorer, s, metrics=metrics)
-    reports = asyncio.run(WindowReplayer(restarted, s, group, metrics, now=NOW).replay([0, 1]))
+    restarted = WorkerStages.build(scorer, s, metrics=metrics)
+    reports = _restore(restarted, s, group, [0, 1], now=NOW)
     # partition 1 has no commit (and no data): nothing to replay there
     replayed = COMMITTED - 2000
     assert reports == [{"partition": 0, "from": 2000, "to": COMMITTED, "messages": replayed, "events": replayed}]
@@ -125,7 +150,7 @@ def test_replayed_window_equals_the_window_of_an_uninterrupted_worker(topic_with
     w, ref = restarted.windows.open[0], whole.windows.open[0]
     assert (w.index, w.first_offset, w.last_offset) == (ref.index, ref.first_offset, ref.last_offset) == (2, 2000, N)
     assert w.sketch.events == ref.sketch.events == N + 1 - 2000
-    assert w.sketch.to_dict() == ref.sketch.to_dict()   # every count: features, scores, lags, rejects
+    assert _window(w.sketch) == _window(ref.sketch)   # every count (features, scores, lags, rejects), the sample
     # the replayed ids are in the de-duplication map: offset N repeats the id of offset 2100
     dup = [orjson.loads(v) for o in outs for _, v in o.dead_letters]
     assert [(d["offset"], d["reason"]) for d in dup if d["reason"] == "duplicate_id"] == [(N, "duplicate_id")]
@@ -134,49 +159,44 @@ def test_replayed_window_equals_the_window_of_an_uninterrupted_worker(topic_with
 
 
 def test_new_events_wait_for_the_replay_of_their_partition(topic_with_data, scorer):
-    """Faust resumes new partitions without waiting for the assignment signal: a micro-batch of a
-    partition whose replay is still being read must wait for it, or its window could close short."""
-    from types import SimpleNamespace
-
-    from streams.replay import install_replay
-
+    """Faust resumes new partitions without waiting for the assignment signal: the score agent awaits
+    ``ready`` for a micro-batch's partitions, so a window gets its replayed events before any new one. The
+    assignment itself only starts the read (the event loop is never blocked)."""
     s = topic_with_data
     msgs = _read_all(s)
-    whole = StreamProcessor(scorer, s)
+    whole = WorkerStages.build(scorer, s)
     _process(whole, msgs)
     group = f"{s.group_id}-guard"
     _commit(s, group, COMMITTED)
-    connected = []
-    app = SimpleNamespace(conf=SimpleNamespace(id=group),
-                          on_partitions_assigned=SimpleNamespace(connect=connected.append))
-    restarted = StreamProcessor(scorer, s)
-    replayer = install_replay(app, restarted, s)
-    replayer.now = NOW
-    assert len(connected) == 1
-    assert replayer.start([0, 1]) is not None          # the read is under way in its thread
-    _process(restarted, msgs[COMMITTED:])               # the agent gets new events of partition 0 at once
-    assert not replayer.pending and [r["events"] for r in replayer.reports] == [COMMITTED - 2000]
-    assert restarted.windows.open[0].sketch.to_dict() == whole.windows.open[0].sketch.to_dict()
-    replayer.close()
-
-    # the same, awaited by an agent (the loop stays free while the read runs)
-    again = StreamProcessor(scorer, s)
-    replayer = WindowReplayer(again, s, group, now=NOW)
+    restarted = WorkerStages.build(scorer, s)
+    lifecycle = RebalanceLifecycle(restarted, s, group, now=NOW)
 
     async def agent():
-        replayer.start([0, 1])
-        await replayer.ready(msgs[COMMITTED:COMMITTED + 10])
-        return _process(again, msgs[COMMITTED:])
-    asyncio.run(agent())
-    assert again.windows.open[0].sketch.to_dict() == whole.windows.open[0].sketch.to_dict()
-    replayer.close()
+        t0 = time.monotonic()
+        await lifecycle.on_partitions_assigned(None, _tps(s.topic_transactions, 0, 1))
+        started = time.monotonic() - t0
+        assert lifecycle.pending and not lifecycle.reports          # under way, not fed yet
+        await lifecycle.ready({m.partition for m in msgs[COMMITTED:COMMITTED + 10]})
+        return started, _process(restarted, msgs[COMMITTED:])
+    started, _ = asyncio.run(agent())
+    assert started < 0.1                                              # the receiver returned at once
+    assert not lifecycle.pending and [r["events"] for r in lifecycle.reports] == [COMMITTED - 2000]
+    assert _window(restarted.windows.open[0].sketch) == _window(whole.windows.open[0].sketch)
+
+
+def test_revoked_partitions_lose_their_open_window_and_pending_read(topic_with_data, scorer):
+    s = topic_with_data
+    stages = WorkerStages.build(scorer, s)
+    _process(stages, _read_all(s)[:500])
+    lifecycle = RebalanceLifecycle(stages, s, "nobody-revoked")
+    assert 0 in stages.windows.open
+    asyncio.run(lifecycle.on_partitions_revoked(None, _tps(s.topic_transactions, 0)))
+    assert stages.windows.open == {} and 0 not in lifecycle.assigned
 
 
 def test_aggregator_gets_back_the_partials_of_windows_it_had_not_published(broker_bootstrap, scorer):
     """Partition 1 ran ahead: its partials of windows 2 and 3 were consumed (committed) while both windows
     waited for partition 0, then the worker died. Windows 0 and 1 are in drift.stats already."""
-    from streams.replay import AggregatorRestorer
-
     s = fresh_settings(broker_bootstrap, partitions=2, window_size=2 * SIZE)
 
     def partial(p, k, complete=True):
@@ -200,19 +220,23 @@ def test_aggregator_gets_back_the_partials_of_windows_it_had_not_published(broke
     group = f"{s.group_id}-scoring"
     _commit_topic(s, group, s.topic_drift_partials, len(records))
 
-    proc = StreamProcessor(scorer, s)
-    restorer = AggregatorRestorer(proc, s, group, timeout_s=10.0)
-    import concurrent.futures
+    proc = WorkerStages.build(scorer, s)
+    lifecycle = RebalanceLifecycle(proc, s, group, timeout_s=10.0)
 
-    with concurrent.futures.ThreadPoolExecutor(1) as ex:
-        assert restorer.start([0, 1], ex) is not None
-        report = restorer.finish()
-    agg = proc.aggregator
+    async def assigned():
+        lifecycle.on_assigned(_tps(s.topic_drift_partials, 0, 1))
+        assert lifecycle.aggregator_restoring             # the timer leaves the aggregator alone meanwhile
+        await lifecycle.aggregator_ready()
+    asyncio.run(assigned())
+    assert not lifecycle.aggregator_restoring
+    [report] = lifecycle.aggregator_reports
+    agg = proc.aggregator.gate
     assert report == {"published_upto": 1, "messages": len(records), "partials": 2, "windows_pending": [2, 3]}
     assert {k: sorted(v.partials) for k, v in agg.pending.items()} == {2: [1], 3: [1]}
     assert agg.progress == {0: 2, 1: 4} and agg.late == 0
     assert agg.ready(time.time()) == []            # window 2 still waits for partition 0 (alive)
-    assert agg.add(partial(0, 1), time.time()) == [] and agg.late == 1   # a re-delivered partial: not twice
+    from detectors.records import decode_partial
+    assert agg.add(decode_partial(orjson.dumps(partial(0, 1))), time.time()) == [] and agg.late == 1   # not twice
 
 
 def _commit_topic(s, group_id: str, topic: str, offset: int) -> None:
@@ -234,7 +258,7 @@ def test_without_replay_the_window_is_short(topic_with_data, scorer):
     """The gap the replay closes (and proof the comparison above can fail)."""
     s = topic_with_data
     msgs = _read_all(s)
-    whole, restarted = StreamProcessor(scorer, s), StreamProcessor(scorer, s)
+    whole, restarted = WorkerStages.build(scorer, s), WorkerStages.build(scorer, s)
     _process(whole, msgs)
     _process(restarted, msgs[COMMITTED:])
     assert whole.windows.open[0].sketch.events - restarted.windows.open[0].sketch.events == COMMITTED - 2000
@@ -244,13 +268,13 @@ def test_replay_reads_at_most_the_window_and_skips_an_open_window(topic_with_dat
     s = topic_with_data
     group = f"{s.group_id}-bound"
     _commit(s, group, 1999)                        # the last offset of window 1: 999 messages to re-read
-    proc = StreamProcessor(scorer, s)
-    rep = asyncio.run(WindowReplayer(proc, s, group, now=NOW).replay([0]))
+    proc = WorkerStages.build(scorer, s)
+    rep = _restore(proc, s, group, [0], now=NOW)
     assert [(r["from"], r["to"], r["messages"]) for r in rep] == [(1000, 1999, 999)]
     w = proc.windows.open[0]
     assert (w.index, w.first_offset, w.last_offset) == (1, 1000, 1998)
     # assigned again (a later rebalance) with the window open: nothing is read twice
-    assert asyncio.run(WindowReplayer(proc, s, group, now=NOW).replay([0])) == []
+    assert _restore(proc, s, group, [0], now=NOW) == []
     assert proc.windows.open[0].sketch.events == 999
 
 
@@ -258,13 +282,15 @@ def test_replay_failure_is_a_warning_not_a_crash(topic_with_data, scorer, caplog
     from breeboost.broker import free_port
 
     s = topic_with_data.replace(bootstrap=f"127.0.0.1:{free_port()}")   # nothing listens there
-    proc = StreamProcessor(scorer, s)
+    registry = __import__("prometheus_client").CollectorRegistry()
+    proc = WorkerStages.build(scorer, s, metrics=WorkerMetrics(registry))
     t0 = time.monotonic()
     with caplog.at_level("WARNING", logger="breeboost.replay"):
-        assert asyncio.run(WindowReplayer(proc, s, "nobody", timeout_s=2.0).replay([0])) == []
+        assert _restore(proc, s, "nobody", [0], timeout_s=2.0) == []
     assert time.monotonic() - t0 < 15
     assert "window replay failed" in caplog.text
     assert proc.windows.open == {}
+    assert _sample(registry, "breeboost_consumer_errors_total") == 1   # what the alert and the panel read
 
 
 # --- end to end: a real worker killed -9 mid-window ---------------------------------------------------------

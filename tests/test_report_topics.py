@@ -53,7 +53,7 @@ def amount_history():
     """drift.stats payloads of 45,000 simulated events (amount x3 in events 15,000..30,000) and the incident
     events the shipped policy makes of them, computed as the stream does (no model: scores drawn)."""
     from detectors.profile import build_profile
-    from detectors.report import report_windows
+    from breeboost.report import report_windows
     from models.features import compute_features
     from models.spec import load_spec
     from simulator import generate, parse_scenario

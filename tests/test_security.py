@@ -186,7 +186,7 @@ def _listening(port: int) -> list[str]:
 def test_metrics_server_binds_loopback_by_default():
     from prometheus_client import CollectorRegistry
 
-    from streams.cli import start_metrics_server
+    from breeboost.commands.worker import start_metrics_server
 
     s = Settings.from_env({}, metrics_port=0)
     assert s.metrics_host == "127.0.0.1"

@@ -402,3 +402,27 @@ def test_cli_errors(tmp_path, capsys):
     assert main(["simulate", "--count", "10", "--scenario", "bogus"]) == 1
     assert main(["simulate", "--count", "10", "--rate", "0"]) == 1
     assert "error" in capsys.readouterr().err
+
+
+def test_concept_shift_relabels_only_genuine_events_and_a_signature_restricts_them(base):
+    plain = run("concept_shift:signature=none,share=0.05")
+    assert changed(base, plain) == {"isFraud"}
+    flipped = np.flatnonzero(plain["isFraud"] != base["isFraud"])
+    assert flipped.size and ((flipped >= START) & (flipped < END)).all() and (base["isFraud"][flipped] == 0).all()
+    sig = run("concept_shift:share=1,type=PAYMENT,min_amount=5000,max_amount=7000")
+    assert changed(base, sig) == {"isFraud"}
+    w = slice(START, END)
+    band = (base["type"][w] == "PAYMENT") & (base["amount"][w] >= 5000) & (base["amount"][w] < 7000)
+    assert band.sum() > 0 and (sig["isFraud"][w][band] == 1).all()            # share=1: every one of the band
+    assert np.array_equal(sig["isFraud"][w][~band], base["isFraud"][w][~band])  # and nothing outside it
+    assert np.array_equal(run("concept_shift")["isFraud"], sig["isFraud"])    # the default is that band
+    only_type = run("concept_shift:type=DEBIT")                                # a signature given: just that
+    debit = base["type"][w] == "DEBIT"
+    assert debit.sum() > 0 and (only_type["isFraud"][w][debit] == 1).all()
+    assert np.array_equal(only_type["isFraud"][w][~debit], base["isFraud"][w][~debit])
+    with pytest.raises(ScenarioError, match="max_amount"):
+        parse_scenario("concept_shift:min_amount=10,max_amount=5")
+    with pytest.raises(ScenarioError, match="signature=none takes no type"):
+        parse_scenario("concept_shift:signature=none,type=PAYMENT")
+    with pytest.raises(ScenarioError, match="signature can only be"):
+        parse_scenario("concept_shift:signature=amount")

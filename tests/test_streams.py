@@ -12,7 +12,8 @@ from models.scorer import Scorer
 from simulator import encode_events, generate
 from simulator.partition import partitions_for
 from streams.audit import audit_topics
-from streams.pipeline import Msg, StreamProcessor
+from streams.records import Msg
+from streams.stages import WorkerStages
 from tests.streamkit import Worker, read_json, simulate
 
 PARTITIONS = 4
@@ -38,21 +39,21 @@ def _settings(**kw) -> Settings:
     return Settings.from_env({}, **base)
 
 
-def _run(processor: StreamProcessor, messages: list[Msg], batch: int = 500):
+def _run(processor: WorkerStages, messages: list[Msg], batch: int = 500):
     scores, dlq, partials = [], [], []
     for i in range(0, len(messages), batch):
-        o = processor.process(messages[i:i + batch])
+        o = processor.scoring.process(messages[i:i + batch])
         scores += o.scores
         dlq += o.dead_letters
         partials += o.partials
-    o = processor.tick(time.time() + 3600)   # traffic stopped: idle windows close
+    o = processor.windows.tick(time.time() + 3600)   # traffic stopped: idle windows close
     partials += o.partials
     return scores, dlq, partials
 
 
-def _aggregate(processor: StreamProcessor, partials) -> list[dict]:
-    stats = [orjson.loads(v) for _, v in processor.aggregate([v for _, v in partials])]
-    stats += [orjson.loads(v) for _, v in processor.aggregate_tick(time.time() + 3600)]
+def _aggregate(processor: WorkerStages, partials) -> list[dict]:
+    stats = [orjson.loads(v) for _, v in processor.aggregator.aggregate([v for _, v in partials])]
+    stats += [orjson.loads(v) for _, v in processor.aggregator.tick(time.time() + 3600)]
     return stats
 
 
@@ -70,7 +71,7 @@ def test_every_event_is_scored_or_dead_lettered_exactly_once(scorer):
              b'{"transaction_id": "big", "pad": "' + b"x" * 1_100_000 + b'"}', b"[]"]
     off = max(m.offset for m in msgs if m.partition == 0) + 1
     msgs += [Msg("transactions", 0, off + i, v, b"k") for i, v in enumerate(extra)]
-    proc = StreamProcessor(scorer, _settings())
+    proc = WorkerStages.build(scorer, _settings())
     scores, dlq, _ = _run(proc, msgs)
     seen = {}
     for _, v in scores:
@@ -102,7 +103,7 @@ def test_every_event_is_scored_or_dead_lettered_exactly_once(scorer):
 
 def test_windows_are_offset_aligned_and_merge_exactly(scorer):
     msgs = _messages(40_000, seed=9)
-    proc = StreamProcessor(scorer, _settings())
+    proc = WorkerStages.build(scorer, _settings())
     _, _, partials = _run(proc, msgs)
     stats = _aggregate(proc, partials)
     per_partition = np.bincount([m.partition for m in msgs], minlength=PARTITIONS)
@@ -118,14 +119,14 @@ def test_windows_are_offset_aligned_and_merge_exactly(scorer):
 
 def test_two_workers_give_the_same_windows_as_one(scorer):
     msgs = _messages(30_000, seed=13, scenarios=["amount_scale:factor=2"])
-    one = StreamProcessor(scorer, _settings())
+    one = WorkerStages.build(scorer, _settings())
     _, _, partials_one = _run(one, msgs)
     # two workers: each holds two partitions; interleaving differs from the one-worker run
-    a, b = StreamProcessor(scorer, _settings()), StreamProcessor(scorer, _settings())
+    a, b = WorkerStages.build(scorer, _settings()), WorkerStages.build(scorer, _settings())
     _, _, pa = _run(a, [m for m in msgs if m.partition in (0, 3)], batch=300)
     _, _, pb = _run(b, [m for m in msgs if m.partition in (1, 2)], batch=700)
     merged_one = _aggregate(one, partials_one)
-    aggregator = StreamProcessor(scorer, _settings())
+    aggregator = WorkerStages.build(scorer, _settings())
     merged_two = _aggregate(aggregator, pb + pa)
     assert len(merged_one) == len(merged_two) > 2
     for x, y in zip(merged_one, merged_two):
@@ -135,8 +136,8 @@ def test_two_workers_give_the_same_windows_as_one(scorer):
 
 
 def test_drift_scenario_moves_the_changed_feature_only(scorer):
-    calm = _aggregate(p := StreamProcessor(scorer, _settings()), _run(p, _messages(24_000, seed=21))[2])
-    drift = _aggregate(q := StreamProcessor(scorer, _settings()),
+    calm = _aggregate(p := WorkerStages.build(scorer, _settings()), _run(p, _messages(24_000, seed=21))[2])
+    drift = _aggregate(q := WorkerStages.build(scorer, _settings()),
                        _run(q, _messages(24_000, seed=22, scenarios=["amount_scale:factor=3"]))[2])
     full = [s for s in calm if s["window"]["events"] >= 7000]
     assert full and all(not s["drifted_features"] for s in full)
@@ -147,7 +148,7 @@ def test_drift_scenario_moves_the_changed_feature_only(scorer):
 
 
 def test_missing_fields_count_in_the_window(scorer):
-    proc = StreamProcessor(scorer, _settings())
+    proc = WorkerStages.build(scorer, _settings())
     _, dlq, partials = _run(proc, _messages(16_000, seed=4, scenarios=["missing_fields:fraction=0.2"]))
     stats = _aggregate(proc, partials)
     full = [s for s in stats if s["window"]["events"] >= 7000]
@@ -156,23 +157,23 @@ def test_missing_fields_count_in_the_window(scorer):
 
 
 def test_idle_partition_window_closes_by_timer(scorer):
-    proc = StreamProcessor(scorer, _settings(window_idle_s=0.5))
+    proc = WorkerStages.build(scorer, _settings(window_idle_s=0.5))
     msgs = _messages(1000, seed=3)
     t = time.time()
-    out = proc.process(msgs, now=t)
+    out = proc.scoring.process(msgs, now=t)
     assert not out.partials                       # no window is full yet
 
     def sketches(partials):
         return [v for _, v in partials if b'"kind":"partial"' in v]
 
-    early = proc.tick(t + 0.1).partials
+    early = proc.windows.tick(t + 0.1).partials
     assert not sketches(early)                    # not idle yet: only progress heartbeats
     assert len(early) == len({m.partition for m in msgs})
-    assert not sketches(proc.tick(t + 1.0, caught_up=lambda p, off: False).partials)  # backlog: not idle
-    closed = sketches(proc.tick(t + 1.0).partials)
+    assert not sketches(proc.windows.tick(t + 1.0, caught_up=lambda p, off: False).partials)  # backlog: not idle
+    closed = sketches(proc.windows.tick(t + 1.0).partials)
     assert len(closed) == len({m.partition for m in msgs})
-    stats = [orjson.loads(v) for _, v in proc.aggregate(closed, now=t + 1.0)]
-    stats += [orjson.loads(v) for _, v in proc.aggregate_tick(t + 10)]
+    stats = [orjson.loads(v) for _, v in proc.aggregator.aggregate(closed, now=t + 1.0)]
+    stats += [orjson.loads(v) for _, v in proc.aggregator.tick(t + 1.0 + 2 * proc.aggregator.gate.grace_s)]
     assert len(stats) == 1 and stats[0]["window"]["events"] == 1000
 
 
@@ -250,18 +251,39 @@ def test_two_worker_processes_equal_one_on_four_partitions(broker_bootstrap, pay
 
 
 # --- the aggregator's rules, one by one ---------------------------------------------------------------
+class _Gate:
+    """The window gate, each closed window as the indices and partitions the aggregator would merge."""
+
+    def __init__(self, partitions, grace):
+        from streams.gate import WindowGate
+        self.gate = WindowGate(partitions, grace)
+
+    def _as(self, closed):
+        return [{"window": {"index": w.index, "complete": w.complete, "partitions_missing": w.partitions_missing},
+                 "parts": [p.partition for p in w.partials]} for w in closed]
+
+    def add(self, partial, now):
+        return self._as(self.gate.add(partial, now))
+
+    def ready(self, now):
+        return self._as(self.gate.ready(now))
+
+    def __getattr__(self, name):
+        return getattr(self.gate, name)
+
+
 def _agg(partitions=2, grace=3.0):
-    from streams.windows import Aggregator
-    return Aggregator(partitions, grace, lambda parts: {"window": {"index": parts[0]["window_index"]},
-                                                        "parts": [p["partition"] for p in parts]})
+    return _Gate(partitions, grace)
 
 
 def _partial(p, k, last, complete=True):
-    return {"kind": "partial", "partition": p, "window_index": k, "last_offset": last, "complete": complete}
+    from detectors.records import DriftPartial
+    return DriftPartial("transactions", k, p, complete, 0, last, 100, "v", 0.0, {})
 
 
 def _beat(p, k, last, idle=False):
-    return {"kind": "progress", "partition": p, "window_index": k, "last_offset": last, "idle": idle}
+    from detectors.records import Progress
+    return Progress("transactions", p, k, last, idle, 0.0)
 
 
 def test_aggregator_waits_for_a_lagging_but_alive_partition():
@@ -313,10 +335,10 @@ def test_model_reload_between_batches_loses_nothing(scorer, paysim_model, tmp_pa
 
     live = tmp_path / "live"
     shutil.copytree(paysim_model, live)
-    proc = StreamProcessor(Scorer.load(live), _settings())
-    watcher = ModelWatcher(live, proc.scorer.version)
+    proc = WorkerStages.build(Scorer.load(live), _settings())
+    watcher = ModelWatcher(live, proc.model.scorer.version)
     msgs = _messages(6000, seed=31)
-    first = proc.process(msgs[:3000])
+    first = proc.scoring.process(msgs[:3000])
     assert watcher.poll() is None                              # nothing changed
     (live / "metadata.json").write_bytes(b"{half-written")    # a torn write is not loaded
     assert watcher.poll() is None
@@ -326,15 +348,15 @@ def test_model_reload_between_batches_loses_nothing(scorer, paysim_model, tmp_pa
         shutil.copy(new_dir / f, live / f)
     new = watcher.poll()
     assert new is not None and new.version != scorer.version
-    flushed = proc.reload(new)
+    flushed = proc.model.reload(new)
     assert flushed and all(b'"complete":false' in v for _, v in flushed)
-    second = proc.process(msgs[3000:])
+    second = proc.scoring.process(msgs[3000:])
     versions = [orjson.loads(v)["model_version"] for _, v in first.scores + second.scores]
     assert versions[:len(first.scores)] == [scorer.version] * len(first.scores)
     assert set(versions[len(first.scores):]) == {new.version}
     assert len(first.scores) + len(first.dead_letters) + len(second.scores) + len(second.dead_letters) == 6000
     # windows that span the reload are published for the new model, the old model's partials counted
-    partials = first.partials + flushed + second.partials + proc.tick(time.time() + 3600).partials
+    partials = first.partials + flushed + second.partials + proc.windows.tick(time.time() + 3600).partials
     stats = _aggregate(proc, partials)
     assert sum(s["window"]["events"] + 0 for s in stats if s["model_version"] == new.version) > 0
     assert all(s["model_version"] == new.version for s in stats)
@@ -343,18 +365,18 @@ def test_model_reload_between_batches_loses_nothing(scorer, paysim_model, tmp_pa
 
 def test_aggregator_waits_for_an_assigned_partition_with_a_backlog(scorer):
     """A worker that drains partition 0 before fetching partition 1 must not publish window 0 without it."""
-    proc = StreamProcessor(scorer, _settings(partitions=2, window_size=200, window_idle_s=1.0))
+    proc = WorkerStages.build(scorer, _settings(partitions=2, window_size=200, window_idle_s=1.0))
     msgs = [m for m in _messages(3000, seed=8, partitions=2)]
     t = time.time()
-    out = proc.process([m for m in msgs if m.partition == 0], now=t)
-    beats = proc.tick(t + 0.1, caught_up=lambda p, off: True, assigned=[0, 1], has_backlog=lambda p: p == 1)
-    stats = proc.aggregate([v for _, v in out.partials + beats.partials], now=t + 0.1)
+    out = proc.scoring.process([m for m in msgs if m.partition == 0], now=t)
+    beats = proc.windows.tick(t + 0.1, caught_up=lambda p, off: True, assigned=[0, 1], has_backlog=lambda p: p == 1)
+    stats = proc.aggregator.aggregate([v for _, v in out.partials + beats.partials], now=t + 0.1)
     for dt in range(1, 31):                              # long after grace: partition 1 is alive, not read yet
-        beats = proc.tick(t + dt, caught_up=lambda p, off: True, assigned=[0, 1], has_backlog=lambda p: p == 1)
-        stats += proc.aggregate([v for _, v in beats.partials], now=t + dt)
+        beats = proc.windows.tick(t + dt, caught_up=lambda p, off: True, assigned=[0, 1], has_backlog=lambda p: p == 1)
+        stats += proc.aggregator.aggregate([v for _, v in beats.partials], now=t + dt)
     assert stats == []
-    out1 = proc.process([m for m in msgs if m.partition == 1], now=t + 31)
-    stats = [orjson.loads(v) for _, v in proc.aggregate([v for _, v in out1.partials], now=t + 31)]
+    out1 = proc.scoring.process([m for m in msgs if m.partition == 1], now=t + 31)
+    stats = [orjson.loads(v) for _, v in proc.aggregator.aggregate([v for _, v in out1.partials], now=t + 31)]
     assert stats and all(s["window"]["complete"] and s["window"]["partitions_missing"] == [] for s in stats)
     assert stats[0]["window"]["events"] == 200
 

@@ -1,0 +1,268 @@
+"""The actions engine: incident events -> the actions the policy maps them to, each run once, never blocking.
+
+The policy's ``[actions.map]`` maps an incident type to actions (default, when the policy has an
+``[actions]`` table at all: ``concept_drift = ["retrain", "promote-if-better"]``, ``feature_drift =
+["propose-rebaseline"]``); ``[actions] severities`` (default P1, P2) says which severities act, and
+``dry_run = true`` records what would be done without doing it. An action starts on an incident's
+``fired`` event only, under a deterministic id (:func:`incident.actions.ledger.action_id` of the incident,
+the action and ``fired``), so a replayed event or a restarted agent never runs it twice. ``retrain`` and
+``promote`` run as child processes (``breeboost model retrain`` / ``promote``, started by the injected
+``launcher``) that :meth:`ActionsEngine.poll` checks on the agent's timer: the agent never waits for one.
+Each step is an incident update event (``updated``, a ``note`` by ``auto``: what, and the result).
+After an automatic promotion, :class:`incident.actions.rollback.RollbackWatch` (``[actions.rollback]``)
+compares the new champion's drift windows with the old champion's (:meth:`ActionsEngine.observe_windows`,
+fed every ``drift.stats`` record) and runs ``breeboost model rollback --by auto`` if it does worse.
+
+>>> import tempfile, os
+>>> from incident.actions.ledger import ActionLedger
+>>> class Jobs:
+...     def __init__(self): self.started = []
+...     def start(self, argv): self.started.append(argv); return argv
+...     def poll(self, job): return 0, '{"version": "v2", "comparison": {"rows": 5000, "positives": 50, ' \\
+...         '"champion": {"auprc": 0.5, "recall": 0.5}, "challenger": {"auprc": 0.7, "recall": 0.6}}}'
+>>> jobs = Jobs()
+>>> ledger = ActionLedger(os.path.join(tempfile.mkdtemp(), "a.json"))
+>>> engine = ActionsEngine({"actions": {"promote": {"auto": True}}}, ledger, jobs, "models")
+>>> inc = {"incident_id": "inc-000000000001", "event": "fired", "type": "concept_drift", "severity": "P1",
+...        "seq": 1, "notes": []}
+>>> [e["notes"][-1]["text"] for e in engine.observe([inc, inc])]    # the same event twice: one start
+['retrain: started']
+>>> [e["notes"][-1]["text"] for e in engine.poll()]
+['retrain: done (challenger v2)', 'promote-if-better: started (v2 passes the guard: ...)']
+>>> jobs.started[-1][:3]
+['model', 'promote', 'v2']
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any, Mapping, Protocol
+
+import orjson
+
+from incident.actions.ledger import ActionLedger, action_id
+from incident.actions.promotion import PromotionGuard
+from incident.actions.rollback import Pooled, RollbackWatch
+from incident.errors import PolicyError
+
+__all__ = ["ActionsEngine", "Launcher", "ACTIONS", "DEFAULT_MAP"]
+
+ACTIONS = ("notify", "retrain", "promote-if-better", "propose-rebaseline")
+DEFAULT_MAP = {"concept_drift": ["retrain", "promote-if-better"], "feature_drift": ["propose-rebaseline"]}
+
+
+class Launcher(Protocol):
+    """Starts ``breeboost ARGV...`` without waiting; ``poll(job)``: ``None`` while it runs, else
+    ``(exit code, stdout)``."""
+
+    def start(self, argv: list[str]) -> Any: ...
+
+    def poll(self, job: Any) -> tuple[int, str] | None: ...
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
+
+
+class ActionsEngine:
+    """``config``: the policy's whole config; ``model_dir``: the registry the actions work on."""
+
+    def __init__(self, config: Mapping[str, Any], ledger: ActionLedger, launcher: Launcher, model_dir: str,
+                 retrain_args: tuple[str, ...] = ()) -> None:
+        table = dict(config.get("actions") or {})
+        self.map = {**DEFAULT_MAP, **dict(table.get("map") or {})}
+        for t, acts in self.map.items():
+            bad = [a for a in acts if a not in ACTIONS]
+            if bad:
+                raise PolicyError(f"actions.map.{t}: unknown action(s) {bad}; known: {', '.join(ACTIONS)}")
+        self.severities = frozenset(table.get("severities", ["P1", "P2"]))
+        self.dry_run = bool(table.get("dry_run", False))
+        self.windows = int((table.get("retrain") or {}).get("windows", 8))
+        self.guard = PromotionGuard.from_policy(config)
+        self.ledger, self.launcher, self.model_dir = ledger, launcher, model_dir
+        self.retrain_args = tuple(retrain_args)
+        self._running: dict[str, tuple[Any, dict, str]] = {}   # action id -> (job, incident event, action)
+        self._latest: dict[str, dict] = {}                        # incident id -> its latest event seen
+        self.rollback = RollbackWatch.from_policy(config, ledger.path.with_name("rollback-watch.json"))
+        # the labelled counts of the last windows of each model version: the old champion's baseline
+        self._recent: dict[str, dict[int, Pooled]] = {}
+        self._promoting: dict[str, tuple[str, str | None]] = {}   # promote action id -> (version, old champion)
+
+    # -- incident events in -------------------------------------------------------------------------
+    def observe(self, events: list[Mapping[str, Any]]) -> list[dict]:
+        """Start the actions of newly fired incidents; returns the update events to publish."""
+        out: list[dict] = []
+        for ev in events:
+            if ev.get("incident_id"):
+                self._latest[str(ev["incident_id"])] = dict(ev)   # an update builds on the latest state
+            if ev.get("event") != "fired" or ev.get("severity") not in self.severities:
+                continue
+            for action in self.map.get(str(ev.get("type")), ()):
+                if action == "promote-if-better":
+                    continue   # follows its retrain (see poll)
+                aid = action_id(str(ev["incident_id"]), action, "fired")
+                if self.ledger.get(aid) is not None:
+                    continue   # replayed, or the agent restarted: done (or interrupted) before
+                busy = [inc for job, inc, act in self._running.values() if act == action == "retrain"]
+                if busy and not self.dry_run:
+                    # one retrain at a time: a second concept_drift incident of the same shift (another
+                    # detector's fingerprint) would train the same challenger again and replace the first
+                    text = f"not started: the retrain of {busy[0]['incident_id']} is running"
+                    self.ledger.start(aid, action, "auto")
+                    self.ledger.finish(aid, "done", text)
+                    out.append(self._event(dict(ev), aid, f"{action}: {text}"))
+                    continue
+                out.append(self._start(aid, action, dict(ev)))
+        return out
+
+    def _start(self, aid: str, action: str, incident: dict, argv: list[str] | None = None, why: str = "") -> dict:
+        if action == "retrain":
+            argv = ["model", "retrain", "--model", self.model_dir, "--windows", str(self.windows), "--json",
+                    *self.retrain_args]
+        if argv is None or self.dry_run:
+            text = (f"would run: breeboost {' '.join(argv)}" if argv and self.dry_run else
+                    "notified" if action == "notify" else
+                    "proposed: breeboost reference rebaseline --windows A..B once the shift is accepted"
+                    if action == "propose-rebaseline" else "nothing to do")
+            self.ledger.start(aid, action, "auto")
+            self.ledger.finish(aid, "done", text)
+            return self._event(incident, aid, f"{action}: {text}")
+        self.ledger.start(aid, action, "auto")
+        self._running[aid] = (self.launcher.start(argv), incident, action)
+        return self._event(incident, aid, f"{action}: started{f' ({why})' if why else ''}")
+
+    # -- jobs -------------------------------------------------------------------------------------------
+    def poll(self) -> list[dict]:
+        """Finish the jobs that ended (and start what follows them); returns the update events."""
+        out: list[dict] = []
+        for aid, (job, incident, action) in list(self._running.items()):
+            done = self.launcher.poll(job)
+            if done is None:
+                continue
+            del self._running[aid]
+            code, stdout = done
+            if code != 0:
+                self.ledger.finish(aid, "failed", error=f"exit code {code}")
+                out.append(self._event(incident, aid, f"{action}: failed (exit code {code})"))
+                continue
+            result = self._last_json(stdout)
+            self.ledger.finish(aid, "done", result)
+            what = f"challenger {result.get('version')}" if action == "retrain" else "done"
+            out.append(self._event(incident, aid, f"{action}: done ({what})"))
+            if action == "promote-if-better" and aid in self._promoting:
+                out.append(self._watch(incident, aid, *self._promoting.pop(aid)))
+            if action == "retrain" and "promote-if-better" in self.map.get(str(incident.get("type")), ()):
+                out.append(self._promote_if_better(incident, result))
+        return [e for e in out if e.get("type") is not None]   # none for an incident not seen since a restart
+
+    def _promote_if_better(self, incident: dict, result: Mapping[str, Any]) -> dict:
+        aid = action_id(str(incident["incident_id"]), "promote-if-better", "fired")
+        version = str(result.get("version"))
+        decision = self.guard.decide(result.get("comparison") or {})
+        if not decision.promote or not decision.automatic:
+            self.ledger.start(aid, "promote-if-better", "auto")
+            verdict = "passes" if decision.promote else "does not pass"
+            text = (f"{version} {verdict} the guard ({decision.reason})" +
+                    ("; confirm with breeboost model promote" if decision.promote else "; not promoted"))
+            self.ledger.finish(aid, "done", text)
+            return self._event(incident, aid, f"promote-if-better: {text}")
+        argv = ["model", "promote", version, "--model", self.model_dir, "--by", "auto", "--reason",
+                f"guard passed: {decision.reason}"]
+        self._promoting[aid] = (version, self._champion())
+        return self._start(aid, "promote-if-better", incident, argv, f"{version} passes the guard: {decision.reason}")
+
+    # -- the rollback watch ---------------------------------------------------------------------------
+    def _champion(self) -> str | None:
+        from models.registry import Registry
+
+        try:
+            return Registry(self.model_dir).state().champion
+        except Exception:   # no registry (yet): nothing to return to
+            return None
+
+    def _watch(self, incident: dict, aid: str, version: str, old: str | None) -> dict:
+        """Start watching ``version`` (just promoted over ``old``): the note says on what baseline."""
+        recent = self._recent.get(old or "", {})
+        baseline = sum(recent.values(), Pooled())
+        if not self.rollback.auto or old is None or old == version:
+            text = "no rollback watch" + ("" if self.rollback.auto else " ([actions.rollback] auto = false)")
+        elif not self.rollback.enough(baseline):
+            text = (f"no rollback watch: {old} had {baseline.labelled} labels ({baseline.positives} frauds) in its "
+                    f"last {len(recent)} window(s), fewer than {self.rollback.min_labelled} "
+                    f"({self.rollback.min_positives}) to compare with")
+        else:
+            self.rollback.start(str(incident["incident_id"]), version, old, baseline)
+            text = (f"rollback watch: {version} against {old}'s last {len(recent)} window(s) (recall "
+                    f"{baseline.recall:.3f}, precision {baseline.precision if baseline.precision is None else round(baseline.precision, 3)} "
+                    f"on {baseline.labelled} labels), for {self.rollback.windows} window(s) after {self.rollback.settle}")
+        return self._event(incident, aid, text)
+
+    def observe_windows(self, values: list[bytes | Mapping[str, Any]]) -> list[dict]:
+        """Every ``drift.stats`` record (bytes or decoded): the per-version labelled counts, and the
+        rollback watch's verdict (a rollback started, or the new champion kept); the update events."""
+        out: list[dict] = []
+        for raw in values:
+            try:
+                stats = orjson.loads(raw) if isinstance(raw, (bytes, bytearray, memoryview, str)) else raw
+                index, version = int(stats["window"]["index"]), stats.get("model_version")
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue
+            counts = Pooled.of_window(stats)
+            if version is not None and counts.labelled:
+                recent = self._recent.setdefault(str(version), {})
+                recent[index] = counts
+                for k in sorted(recent)[:-self.rollback.baseline_windows]:
+                    del recent[k]
+            verdict = self.rollback.window(index, version, counts)
+            if verdict is not None:
+                out += self._verdict(verdict)
+        return out
+
+    def _verdict(self, v: Any) -> list[dict]:
+        # the incident's latest state (after an agent restart the engine may not have seen it again: then the
+        # rollback still runs, recorded in the ledger and the registry's history, without an incident note)
+        incident = self._latest.get(v.incident_id)
+        aid = action_id(v.incident_id, "rollback", "fired")
+        events: list[dict] = []
+        if v.verdict != "worse":
+            note = f"rollback watch: {v.version} kept ({v.reason})"
+        elif self.ledger.get(aid) is not None:
+            return []
+        elif self._champion() != v.version:
+            self.ledger.start(aid, "rollback", "auto")
+            note = f"rollback: {v.version} did worse ({v.reason}) but is no longer the champion: not rolled back"
+            self.ledger.finish(aid, "done", note)
+        else:
+            argv = ["model", "rollback", "--model", self.model_dir, "--by", "auto", "--reason",
+                    f"{v.version} did worse than {v.old}: {v.reason}"]
+            ev = self._start(aid, "rollback", incident or {"incident_id": v.incident_id}, argv,
+                             f"{v.version} did worse than {v.old}: {v.reason}")
+            return [ev] if incident is not None else []
+        if incident is not None:
+            events.append(self._event(incident, aid, note))
+        return events
+
+    @staticmethod
+    def _last_json(stdout: str) -> dict:
+        for line in reversed(stdout.strip().splitlines()):
+            try:
+                doc = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(doc, dict):
+                return doc
+        return {}
+
+    def _event(self, incident: Mapping[str, Any], aid: str, text: str) -> dict:
+        """An ``updated`` incident event carrying the action's note, on the incident's latest state (id:
+        deterministic per step)."""
+        now = time.time()
+        incident = self._latest.get(str(incident["incident_id"]), incident)
+        ev = dict(incident)
+        ev["notes"] = list(incident.get("notes", [])) + [{"at": _iso(now), "action": "note", "author": "auto",
+                                                          "text": text}]
+        ev["event"], ev["updated_at"], ev["source"] = "updated", _iso(now), "agent"
+        digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+        ev["event_id"] = f"{incident['incident_id']}:{incident.get('seq')}:{aid}-{digest}"
+        self._latest[str(incident["incident_id"])] = ev
+        return ev

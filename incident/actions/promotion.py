@@ -1,0 +1,91 @@
+"""The promotion guard: may a challenger replace the champion? (``[actions.promote]`` of the policy)
+
+A challenger is promoted only when, on the same labelled transactions (at least ``min_labelled`` of them,
+with at least ``min_positives`` frauds), its AUPRC beats the champion's by ``margin`` or more and its recall
+at its own threshold is not lower than the champion's at its own (less ``recall_tolerance``). ``auto``
+(default ``false``) says whether a passing challenger is promoted without a person: with ``auto = false``
+the guard still says what it would do, and a person runs ``breeboost model promote``.
+
+>>> guard = PromotionGuard.from_policy({"actions": {"promote": {"auto": True, "min_labelled": 100}}})
+>>> cmp_ = {"rows": 500, "positives": 40, "champion": {"auprc": 0.70, "recall": 0.80},
+...         "challenger": {"auprc": 0.78, "recall": 0.82}}
+>>> d = guard.decide(cmp_)
+>>> d.promote, d.automatic, d.reason
+(True, True, 'challenger AUPRC 0.78 >= champion 0.7 + 0.01, recall 0.82 >= 0.8 on 500 rows (40 frauds)')
+>>> guard.decide({**cmp_, "challenger": {"auprc": 0.90, "recall": 0.5}}).reason
+'recall 0.5 < champion 0.8 - 0'
+>>> guard.decide({**cmp_, "rows": 50}).promote
+False
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from incident.errors import PolicyError
+
+__all__ = ["PromotionGuard", "PromotionDecision"]
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    """``promote``: the challenger passed the guard; ``automatic``: and the policy lets it be promoted
+    without a person; ``reason``: why, in words (recorded with the switch)."""
+
+    promote: bool
+    automatic: bool
+    reason: str
+
+
+def _number(value: Any, where: str, low: float, high: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low or \
+            (high is not None and value > high):
+        raise PolicyError(f"{where}: expected a number in [{low}, {high if high is not None else 'inf'}], got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class PromotionGuard:
+    auto: bool = False
+    min_labelled: int = 1000
+    min_positives: int = 20
+    margin: float = 0.01
+    recall_tolerance: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.auto, bool):
+            raise PolicyError(f"actions.promote.auto: expected true or false, got {self.auto!r}")
+        _number(self.min_labelled, "actions.promote.min_labelled", 1)
+        _number(self.min_positives, "actions.promote.min_positives", 0)
+        _number(self.margin, "actions.promote.margin", 0.0, 1.0)
+        _number(self.recall_tolerance, "actions.promote.recall_tolerance", 0.0, 1.0)
+
+    @classmethod
+    def from_policy(cls, config: Mapping[str, Any]) -> "PromotionGuard":
+        """From a policy's whole config (``Policy.config``): its ``[actions.promote]`` table, if any."""
+        table = dict((config.get("actions") or {}).get("promote") or {})
+        unknown = set(table) - {"auto", "min_labelled", "min_positives", "margin", "recall_tolerance"}
+        if unknown:
+            raise PolicyError(f"actions.promote: unknown key(s) {sorted(unknown)}")
+        return cls(**table)
+
+    def decide(self, comparison: Mapping[str, Any]) -> PromotionDecision:
+        """The decision on a comparison of both models on the same rows (``breeboost model retrain``'s)."""
+        rows, pos = int(comparison.get("rows") or 0), int(comparison.get("positives") or 0)
+        a, b = comparison.get("champion") or {}, comparison.get("challenger") or {}
+        if rows < self.min_labelled or pos < self.min_positives:
+            return self._no(f"{rows} labelled rows ({pos} frauds): fewer than {self.min_labelled} "
+                            f"({self.min_positives}) to decide on")
+        ca, cb = a.get("auprc"), b.get("auprc")
+        if cb is None:
+            return self._no("the challenger has no AUPRC on these rows")
+        if ca is not None and cb < ca + self.margin:
+            return self._no(f"challenger AUPRC {cb:.4g} < champion {ca:.4g} + {self.margin:g}")
+        ra, rb = a.get("recall") or 0.0, b.get("recall") or 0.0
+        if rb < ra - self.recall_tolerance:
+            return self._no(f"recall {rb:.4g} < champion {ra:.4g} - {self.recall_tolerance:g}")
+        return PromotionDecision(True, self.auto, f"challenger AUPRC {cb:.4g} >= champion {ca if ca is None else f'{ca:.4g}'} "
+                                 f"+ {self.margin:g}, recall {rb:.4g} >= {ra:.4g} on {rows} rows ({pos} frauds)")
+
+    def _no(self, reason: str) -> PromotionDecision:
+        return PromotionDecision(False, False, reason)

@@ -1,0 +1,169 @@
+"""What one labels partition of the label join holds: scores waiting for their labels, labels waiting for
+their scores, both bounded by a horizon by time and by count.
+
+:class:`PendingScores` keeps ``transaction_id -> signed probability`` (:func:`streams.label_route.
+signed_scores`) in two generations of plain dicts, like :class:`streams.recent.RecentMap`: inserts are one
+``dict.update`` of a routed record's lists (C), a pending transaction costs its id string, one float and a
+dict slot (~130 bytes, ``python -m bench``), and the oldest generation goes at once when the young one
+holds ``count`` ids or spans ``horizon_s`` of stream time. A joined id stays as :data:`JOINED` until its
+generation goes, so a second label for it is a ``duplicate``. The stream clock is the largest event time
+of the partition's routed scores: a backfill of old data keeps its own horizon.
+
+>>> s = PendingScores(horizon_s=10.0, count=2)
+>>> s.add(["a", "b"], [0.5, -0.75], 100.0, 101.0)
+>>> s.take("a"), s.take("a"), s.take("x")
+((0.5, 0), 'joined', None)
+>>> s.add(["c", "d"], [0.25, 0.1], 102.0, 103.0)      # the young generation was full: a, b grow old
+>>> s.add(["e"], [0.3], 104.0, 104.0)                 # old again: a, b are dropped by count
+>>> s.take("b"), s.classify(101.0), s.classify(90.0), s.classify(103.5), len(s)
+(None, 'expired', 'late_beyond_horizon', None, 3)
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+__all__ = ["EarlyLabels", "JOINED", "PendingScores"]
+
+#: The value of a joined id (one shared object: marking costs no allocation).
+JOINED = "joined"
+
+
+class PendingScores:
+    """Scores waiting for their labels in one labels partition (see the module docstring)."""
+
+    def __init__(self, horizon_s: float, count: int) -> None:
+        if not horizon_s > 0:
+            raise ValueError(f"horizon_s must be > 0, got {horizon_s!r}")
+        if count < 1:
+            raise ValueError(f"count must be >= 1, got {count!r}")
+        self.horizon_s = horizon_s
+        self.count = count
+        self._young: dict[str, Any] = {}
+        self._old: dict[str, Any] = {}
+        self._young_min = math.inf     # event-time range of each generation
+        self._young_max = -math.inf
+        self._old_max = -math.inf
+        self.clock = -math.inf         # stream time: the largest event time routed here
+        self.expired_upto = -math.inf  # the newest event time dropped by count while within the horizon
+        self.dropped = 0               # ids dropped unjoined
+
+    def __len__(self) -> int:
+        return len(self._young) + len(self._old)
+
+    def add(self, ids: list[str], scores: list[float], t_min: float, t_max: float) -> None:
+        """Scores of one routed record (event times in ``[t_min, t_max]``). An id already here keeps its
+        entry (a redelivered record must not re-open a joined id)."""
+        young = self._young
+        if len(young) + len(ids) > self.count or (young and max(t_max, self._young_max) - self._young_min
+                                                  >= self.horizon_s):
+            self._roll()
+            young = self._young
+        if young.keys().isdisjoint(ids) and self._old.keys().isdisjoint(ids):
+            young.update(zip(ids, scores))
+        else:
+            for tid, v in zip(ids, scores):
+                if tid not in young and tid not in self._old:
+                    young[tid] = v
+        self._young_min = min(self._young_min, t_min)
+        self._young_max = max(self._young_max, t_max)
+        self.clock = max(self.clock, t_max)
+
+    def _roll(self) -> None:
+        old = self._old
+        if old:
+            self.dropped += sum(1 for v in old.values() if v is not JOINED)
+            if self._old_max > self.clock - self.horizon_s:     # dropped by count, within the horizon
+                self.expired_upto = max(self.expired_upto, self._old_max)
+        self._old, self._young = self._young, {}
+        self._old_max = self._young_max
+        self._young_min, self._young_max = math.inf, -math.inf
+
+    def take(self, tid: str) -> tuple[float, int] | str | None:
+        """``(probability, fraud_label)`` of a pending id, marking it joined; :data:`JOINED` for one joined
+        before; ``None`` for an id not here."""
+        gen = self._young
+        v = gen.get(tid)
+        if v is None:
+            gen = self._old
+            v = gen.get(tid)
+            if v is None:
+                return None
+        if v is JOINED:
+            return JOINED
+        gen[tid] = JOINED
+        if v < 0:                      # flagged (streams.label_route.signed_scores); -5e-324: a flagged 0.0
+            return (0.0 if v == -5e-324 else -v), 1
+        return v, 0
+
+    def classify(self, event_time: float | None) -> str | None:
+        """Why a label of a transaction at ``event_time`` finds no score here: ``late_beyond_horizon``
+        (older than the horizon), ``expired`` (its score was dropped by the count bound), or ``None`` (not
+        known yet: the label may have come before its score)."""
+        if event_time is None:
+            return None
+        if event_time < self.clock - self.horizon_s:
+            return "late_beyond_horizon"
+        if event_time <= self.expired_upto:
+            return "expired"
+        return None
+
+
+class EarlyLabels:
+    """Labels that came before their scores, waiting at most ``wait_s`` (label arrival time) and at most
+    ``count`` of them (the oldest gives way).
+
+    >>> e = EarlyLabels(wait_s=5.0, count=2)
+    >>> e.add("a", 1, 10.0), e.add("b", 0, 11.0), e.add("c", 0, 12.0)   # "a" gives way to "c"
+    (True, True, True)
+    >>> e.pop("b"), e.pop("b"), e.expire(17.5), len(e)
+    (0, None, 2, 0)
+    """
+
+    def __init__(self, wait_s: float, count: int) -> None:
+        if wait_s < 0:
+            raise ValueError(f"wait_s must be >= 0, got {wait_s!r}")
+        if count < 1:
+            raise ValueError(f"count must be >= 1, got {count!r}")
+        self.wait_s = wait_s
+        self.count = count
+        self._labels: dict[str, tuple[int, float]] = {}   # insertion order = arrival order
+        self.given_up = 0
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def __contains__(self, tid: str) -> bool:
+        return tid in self._labels
+
+    def add(self, tid: str, label: int, arrived: float) -> bool:
+        """Hold a label; ``False`` if one for ``tid`` is held already (a duplicate)."""
+        if tid in self._labels:
+            return False
+        if len(self._labels) >= self.count:
+            del self._labels[next(iter(self._labels))]
+            self.given_up += 1
+        self._labels[tid] = (label, arrived)
+        return True
+
+    def pop(self, tid: str) -> int | None:
+        """The held label of ``tid`` (removed), or ``None``."""
+        held = self._labels.pop(tid, None)
+        return None if held is None else held[0]
+
+    def ids(self) -> list[str]:
+        return list(self._labels)
+
+    def expire(self, now: float) -> int:
+        """Drop the labels held longer than ``wait_s``; returns how many went, with those the count bound
+        pushed out since the last call."""
+        labels, gone = self._labels, self.given_up
+        cutoff = now - self.wait_s
+        while labels:
+            tid = next(iter(labels))
+            if labels[tid][1] > cutoff:
+                break
+            del labels[tid]
+            gone += 1
+        self.given_up = 0
+        return gone

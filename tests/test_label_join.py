@@ -1,0 +1,220 @@
+"""The label join's objects called directly: the route on the scoring path, the join and its horizon, every
+outcome, the restore, and the aggregator's fold of label partials (streams.label_*; docs/labels.md)."""
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+
+from breeboost.settings import Settings
+from detectors.records import LabelPartial, decode_partial, encode_partial
+from streams.label_join import OUTCOMES, LabelJoiner, parse_labels
+from streams.label_pending import PendingScores
+from streams.label_route import ScoreRoute, decode_routed, label_partitions
+from streams.metrics import WorkerMetrics
+from streams.records import Msg
+
+
+def _joiner(**kw) -> LabelJoiner:
+    return LabelJoiner(Settings.from_env({}, **kw), WorkerMetrics(CollectorRegistry()))
+
+
+def _routed(route: ScoreRoute, topic: str = "scores.by_id") -> list[Msg]:
+    return [Msg(topic, p, i, v, key=k) for i, (p, k, v) in enumerate(route.take())]
+
+
+def _label(tid: str, y: int, partitions: int = 4, offset: int = 0, ts: float = 1000.0, **extra) -> Msg:
+    p = int(label_partitions([tid], partitions)[0])
+    return Msg("labels", p, offset, orjson.dumps({"transaction_id": tid, "isFraud": y, **extra}), key=tid.encode(),
+               timestamp=ts)
+
+
+def _count(j: LabelJoiner, outcome: str) -> float:
+    return j.metrics.labels_joined.labels(outcome)._value.get()
+
+
+def test_label_partitions_are_kafkas_default_partitioner():
+    from aiokafka.partitioner import murmur2
+
+    ids = [f"tx-{s}-{i}" for s in range(3) for i in range(0, 5000, 7)] + ["a", "", "x" * 300]
+    for batch in (ids, ids[:1], ids[-3:], ["été", "a"]):
+        assert label_partitions(batch, 4).tolist() == [(murmur2(t.encode()) & 0x7FFFFFFF) % 4 for t in batch]
+
+
+def test_scores_routed_from_any_worker_join_every_label():
+    n, rng = 4000, np.random.default_rng(1)
+    ids = [f"tx-9-{i}" for i in range(n)]
+    prob = rng.random(n)
+    pred = (prob > 0.7).astype(np.int64)
+    y = rng.random(n) < 0.3
+    join = _joiner()
+    msgs = []
+    # two "workers" scored halves of the stream in batches of 250; one record per batch and labels partition
+    for w in range(2):
+        route = ScoreRoute(4).activate()
+        for start in range(w * n // 2, (w + 1) * n // 2, 250):
+            route.add(ids[start:start + 250], prob[start:start + 250], pred[start:start + 250], [w], 10.0,
+                      np.full(250, 5.0))
+        assert route.records == 0 and len(recs := _routed(route)) == 4 * (n // 2 // 250)
+        msgs += recs
+    labels = [_label(t, int(v), offset=i) for i, (t, v) in enumerate(zip(ids, y))]
+    out = join.join(msgs[:8] + labels + msgs[8:])          # some labels come before their scores
+    assert out.outcomes == {"joined": n} and not out.dead_letters
+    counts = [p.counts for p in join.take_partials()]
+    assert sum(c.n for c in counts) == n
+    assert sum(c.tp for c in counts) == int((pred.astype(bool) & y).sum())
+    assert sum(c.fn for c in counts) == int((~pred.astype(bool) & y).sum())
+    assert abs(sum(c.brier for c in counts) - float(((prob - y) ** 2).sum())) < 1e-6
+    assert join.take_partials() == [] and join.pending() == (n, 0)
+
+
+def test_routed_record_carries_exact_probabilities_and_flags():
+    route = ScoreRoute(1).activate()
+    route.add(["a", "b", "c"], np.array([0.125, 0.0, 0.0]), np.array([1, 0, 1]), [2], 3.0)
+    (p, key, value), = route.take()
+    rec = decode_routed(value)
+    assert (p, key, rec.partitions, rec.event_time_min, rec.scored_at) == (0, b"a", [2], 3.0, 3.0)
+    s = PendingScores(10.0, 10)
+    s.add(rec.ids, rec.values(), rec.event_time_min, rec.event_time_max)
+    assert [s.take(t) for t in "abc"] == [(0.125, 1), (0.0, 0), (0.0, 1)]
+
+
+def test_every_outcome_is_counted_once():
+    j = _joiner(label_horizon_s=500.0, label_horizon_count=2, label_wait_s=30.0)
+    route = ScoreRoute(1).activate()
+    msgs = []
+    for i, t in enumerate(range(0, 1000, 100)):               # 10 records of 2 ids, event times 0..900
+        route.add([f"t{2 * i}", f"t{2 * i + 1}"], np.array([0.2, 0.9]), np.array([0, 1]), [0], 0.0,
+                  np.array([float(t), float(t)]))
+        msgs += _routed(route)
+    j.join(msgs)
+    labels = [
+        _label("t19", 1, 1, 0), _label("t19", 1, 1, 1),           # joined, then a duplicate
+        _label("t0", 0, 1, 2, event_time=0.0),                     # older than the horizon (clock 900)
+        _label("t14", 0, 1, 3, event_time=700.0),                  # within it, dropped by count: expired
+        _label("nope", 1, 1, 4, ts=1000.0), _label("nope", 1, 1, 5, ts=1000.0),   # waits; a duplicate meanwhile
+        Msg("labels", 0, 6, b"{not json"), Msg("labels", 0, 7, b'{"transaction_id": "t18"}'),
+        Msg("labels", 0, 8, b'[{"transaction_id": "t18", "isFraud": 0}, 3]'),     # one good item, one bad
+    ]
+    out = j.join(labels)
+    assert out.outcomes == {"joined": 2, "duplicate": 2, "late_beyond_horizon": 1, "expired": 1, "malformed": 3}
+    dead = [orjson.loads(v) for _, v in out.dead_letters]
+    assert [(d["reason"], d["offset"], d["item"]) for d in dead] == [
+        ("label_invalid_json", 6, None), ("label_invalid", 7, None), ("label_invalid", 8, 1)]
+    assert out.dead_letter_partitions == [0, 0, 0] and dead[0]["topic"] == "labels"
+    assert j.expire(now=1010.0) == {} and j.expire(now=1031.0) == {"unknown": 1}
+    assert {o: _count(j, o) for o in OUTCOMES} == {"joined": 2, "unknown": 1, "expired": 1, "duplicate": 2,
+                                                   "malformed": 3, "late_beyond_horizon": 1}
+    assert j.metrics.dead_letters.labels("label_invalid")._value.get() == 2
+
+
+def test_the_horizon_keeps_at_least_count_and_time_and_bounds_memory():
+    s = PendingScores(horizon_s=50.0, count=100)
+    for i in range(0, 1000, 10):          # 10 ids a second of stream time
+        s.add([f"t{j}" for j in range(i, i + 10)], [0.5] * 10, i / 10, i / 10)
+        assert len(s) <= 200 + 10
+        assert all(s.take(f"t{j}") is not None for j in range(max(0, i - 90), i + 10, 7))
+    # time: at 20 ids a second the count rolls first; at 1 id every 10 s time does
+    t = PendingScores(horizon_s=50.0, count=10 ** 6)
+    for k in range(40):
+        t.add([f"u{k}"], [0.1], 10.0 * k, 10.0 * k)
+    assert len(t) <= 12 and t.take("u39") is not None and t.take("u30") is not None
+    assert t.classify(10.0 * 39 - 60) == "late_beyond_horizon" and t.classify(10.0 * 39 - 40) is None
+
+
+def test_a_redelivered_record_does_not_reopen_a_joined_id():
+    j = _joiner()
+    route = ScoreRoute(4).activate()
+    route.add(["r1"], np.array([0.5]), np.array([0]), [0], 1.0)
+    rec = _routed(route)
+    assert j.join(rec + [_label("r1", 1)]).outcomes == {"joined": 1}
+    assert j.join(rec + [_label("r1", 1)]).outcomes == {"duplicate": 1}
+
+
+def test_restore_rebuilds_state_without_counting_again():
+    route = ScoreRoute(1).activate()
+    route.add(["a", "b", "c"], np.array([0.1, 0.2, 0.3]), np.array([0, 0, 0]), [0], 1.0)
+    scores = _routed(route)
+    before_commit = [_label("a", 1, 1, 0), _label("z", 0, 1, 1, ts=10.0)]   # a joined, z waits for its score
+    j = _joiner()
+    rep = j.restore(0, scores, before_commit)
+    assert rep == {"partition": 0, "scores_read": 1, "labels_read": 2, "scores_pending": 3, "labels_waiting": 1}
+    assert j.take_partials() == [] and _count(j, "joined") == 0
+    route.add(["z"], np.array([0.7]), np.array([1]), [0], 2.0)
+    after = [_label("a", 1, 1, 2), _label("b", 0, 1, 3)] + _routed(route)
+    assert j.join(after).outcomes == {"duplicate": 1, "joined": 2}   # z joins when its score comes
+    j.drop([0])
+    assert j.pending() == (0, 0)
+
+
+def test_a_restore_read_is_applied_without_waiting_for_a_record_of_its_partition():
+    import asyncio
+
+    from streams.label_restore import LabelRestore
+
+    route = ScoreRoute(1).activate()
+    route.add(["a", "b"], np.array([0.1, 0.2]), np.array([0, 0]), [0], 1.0)
+    j = _joiner()
+    restore = LabelRestore(j, Settings.from_env({}), "g")
+
+    async def run():
+        read = asyncio.get_running_loop().create_future()
+        read.set_result({0: (_routed(route), [])})
+        restore.pending[0] = read
+        restore.apply_done()          # the label timer's call: no micro-batch of partition 0 came
+        return dict(restore.pending), restore.reports
+
+    pending, reports = asyncio.run(run())
+    assert pending == {} and [r["scores_pending"] for r in reports] == [2]
+    assert j.join([_label("a", 1, 1, 0)]).outcomes == {"joined": 1}
+
+
+def test_an_inactive_route_costs_nothing_and_keeps_nothing():
+    route = ScoreRoute(4)
+    route.add(["a"], np.array([0.5]), np.array([0]), [0], 1.0)
+    assert route.take() == [] and route.transactions == 0
+
+
+def test_parse_labels_accepts_envelopes_and_booleans():
+    assert parse_labels(b'[{"transaction_id": "a", "isFraud": false}, {"transaction_id": "b", "isFraud": 1}]') == [
+        ("a", 0, None), ("b", 1, None)]
+    bad = parse_labels(b'{"transaction_id": "a", "isFraud": 1, "event_time": "yesterday"}')[0]
+    assert bad.reason == "label_invalid" and "event_time" in str(bad)
+
+
+def test_label_partials_travel_on_drift_partials():
+    from detectors.records import LabelCounts
+
+    c = LabelCounts()
+    c.add(1, 0.9, 1)
+    p = LabelPartial("labels", 3, c, 7.0)
+    assert decode_partial(encode_partial(p)) == p
+
+
+@pytest.fixture(scope="module")
+def stages(paysim_model):
+    from models.scorer import Scorer
+    from streams.stages import WorkerStages
+
+    return WorkerStages.build(Scorer.load(paysim_model), Settings.from_env({}, partitions=1, window_size=500,
+                                                                          attribution_sample=0))
+
+
+def test_the_aggregator_folds_label_partials_into_the_next_window(stages):
+    from simulator import generate
+    from simulator.encode import encode_events
+
+    values = encode_events(generate(1200, seed=4), with_label=False, seed=4)
+    out = stages.scoring.process([Msg("transactions", 0, i, v) for i, v in enumerate(values)], now=1e9)
+    partials = [v for _, v in out.partials]
+    assert partials, "a window closed"
+    route = ScoreRoute(1).activate()
+    join = LabelJoiner(stages.settings if hasattr(stages, "settings") else Settings.from_env({}), stages.metrics)
+    ids = [orjson.loads(v)["transaction_id"] for v in values[:300]]
+    route.add(ids, np.full(300, 0.8), np.ones(300, np.int64), [0], 1e9)
+    join.join(_routed(route) + [_label(t, 1, 1) for t in ids])
+    labels = [encode_partial(p) for p in join.take_partials()]
+    stats = [orjson.loads(v) for _, v in stages.aggregator.aggregate(labels + partials, now=1e9)]
+    assert stats[0]["concept"]["labelled"] == 300
+    assert all(s["concept"]["labelled"] == 0 for s in stats[1:])

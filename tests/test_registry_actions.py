@@ -1,0 +1,178 @@
+"""The promotion guard and the action ledger (incident.actions): a worse challenger is never promoted;
+an action runs once across restarts, an interrupted one is not re-run by itself."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from incident.actions import ActionLedger, PromotionGuard, action_id
+from incident.errors import PolicyError
+from incident.policy import Policy
+
+
+def _cmp(champion, challenger, rows=5000, positives=60):
+    return {"rows": rows, "positives": positives, "champion": champion, "challenger": challenger}
+
+
+def test_a_worse_challenger_is_never_promoted():
+    guard = PromotionGuard(auto=True)
+    assert not guard.decide(_cmp({"auprc": 0.8, "recall": 0.7}, {"auprc": 0.805, "recall": 0.9})).promote
+    assert not guard.decide(_cmp({"auprc": 0.8, "recall": 0.7}, {"auprc": 0.95, "recall": 0.69})).promote
+    assert not guard.decide(_cmp({"auprc": 0.8, "recall": 0.7}, {"auprc": None, "recall": 0.9})).promote
+    assert not guard.decide(_cmp({"auprc": 0.5, "recall": 0.5}, {"auprc": 0.9, "recall": 0.9}, positives=3)).promote
+    ok = guard.decide(_cmp({"auprc": 0.8, "recall": 0.7}, {"auprc": 0.85, "recall": 0.7}))
+    assert ok.promote and ok.automatic
+
+
+def test_the_guard_comes_from_the_policy(tmp_path):
+    assert PromotionGuard.from_policy(Policy.load().config).auto is False      # a person confirms by default
+    f = tmp_path / "p.toml"
+    f.write_text("[actions.promote]\nauto = true\nmargin = 0.02\n")
+    guard = PromotionGuard.from_policy(Policy.load(f).config)
+    assert guard.auto and guard.margin == 0.02
+    with pytest.raises(PolicyError, match="unknown key"):
+        PromotionGuard.from_policy({"actions": {"promote": {"atuo": True}}})
+    with pytest.raises(PolicyError, match="margin"):
+        PromotionGuard(margin=2.0)
+
+
+def test_an_action_runs_once_across_restarts_and_an_interrupted_one_is_not_rerun(tmp_path):
+    path = tmp_path / "actions.json"
+    calls = []
+    aid = action_id("inc-1", "retrain", "w000003")
+    assert aid == action_id("inc-1", "retrain", "w000003") != action_id("inc-1", "retrain", "w000004")
+    rec = ActionLedger(path).run_once(aid, "retrain", lambda: calls.append(1) or "v1", by="auto")
+    assert rec.status == "done" and rec.result == "v1"
+    for _ in range(3):                                      # replays and restarts
+        assert ActionLedger(path).run_once(aid, "retrain", lambda: calls.append(1), by="auto").result == "v1"
+    assert calls == [1]
+    failed = ActionLedger(path).run_once("act-x", "promote", lambda: 1 / 0, by="auto")
+    assert failed.status == "failed" and "division" in failed.error
+
+    class Killed(BaseException):
+        pass
+
+    def killed():
+        raise Killed()                                      # stands for kill -9 mid-action
+
+    with pytest.raises(Killed):
+        ActionLedger(path).run_once("act-k", "retrain", killed, by="auto")
+    again = ActionLedger(path).run_once("act-k", "retrain", lambda: calls.append(2), by="auto")
+    assert again.status == "interrupted" and calls == [1]
+
+
+class _Jobs:
+    """A stand-in launcher: every job ends at once with ``results[argv[1]]`` (exit code, stdout)."""
+
+    def __init__(self, results):
+        self.results, self.started = results, []
+
+    def start(self, argv):
+        self.started.append(argv)
+        return argv
+
+    def poll(self, job):
+        return self.results[job[1]]
+
+
+def _fired(iid="inc-00000000000a", type_="concept_drift", severity="P1"):
+    return {"incident_id": iid, "event": "fired", "type": type_, "severity": severity, "seq": 1, "notes": [],
+            "status": "firing"}
+
+
+def _retrain_out(champion_auprc, challenger_auprc):
+    return 0, json.dumps({"version": "v2", "comparison": {
+        "rows": 5000, "positives": 60, "champion": {"auprc": champion_auprc, "recall": 0.7},
+        "challenger": {"auprc": challenger_auprc, "recall": 0.7}}})
+
+
+def test_replayed_incident_events_run_no_action_twice_across_restarts(tmp_path):
+    from incident.actions import ActionsEngine
+
+    config = {"actions": {"promote": {"auto": True}}}
+    jobs = _Jobs({"retrain": _retrain_out(0.5, 0.8), "promote": (0, "")})
+    engine = ActionsEngine(config, ActionLedger(tmp_path / "a.json"), jobs, "models")
+    updates = engine.observe([_fired(), _fired(), {**_fired(), "event": "updated"}])
+    assert [u["notes"][-1]["text"] for u in updates] == ["retrain: started"]
+    assert all(u["event"] == "updated" and u["source"] == "agent" for u in updates)
+    texts = [u["notes"][-1]["text"] for u in engine.poll()]
+    assert texts[0] == "retrain: done (challenger v2)" and texts[1].startswith("promote-if-better: started")
+    texts = [u["notes"][-1]["text"] for u in engine.poll()]
+    assert texts[0] == "promote-if-better: done (done)" and texts[1].startswith("no rollback watch")   # no registry
+    assert [j[:3] for j in jobs.started] == [["model", "retrain", "--model"], ["model", "promote", "v2"]]
+    restarted = ActionsEngine(config, ActionLedger(tmp_path / "a.json"), jobs, "models")
+    assert restarted.observe([_fired()]) == [] and restarted.poll() == [] and len(jobs.started) == 2
+
+
+def test_the_engine_never_promotes_a_worse_challenger_and_records_failures(tmp_path):
+    from incident.actions import ActionsEngine
+
+    jobs = _Jobs({"retrain": _retrain_out(0.8, 0.7)})
+    engine = ActionsEngine({"actions": {"promote": {"auto": True}}}, ActionLedger(tmp_path / "a.json"), jobs, "m")
+    engine.observe([_fired()])
+    texts = [u["notes"][-1]["text"] for u in engine.poll()]
+    assert "does not pass the guard" in texts[1] and len(jobs.started) == 1
+    failing = ActionsEngine({"actions": {}}, ActionLedger(tmp_path / "b.json"), _Jobs({"retrain": (1, "")}), "m")
+    failing.observe([_fired()])
+    assert [u["notes"][-1]["text"] for u in failing.poll()] == ["retrain: failed (exit code 1)"]
+    # not automatic by default: the guard's verdict is a proposal
+    proposing = ActionsEngine({"actions": {}}, ActionLedger(tmp_path / "c.json"),
+                              _Jobs({"retrain": _retrain_out(0.5, 0.8)}), "m")
+    proposing.observe([_fired()])
+    assert "confirm with breeboost model promote" in proposing.poll()[1]["notes"][-1]["text"]
+
+
+def test_dry_run_says_what_it_would_do_and_low_severities_do_nothing(tmp_path):
+    from incident.actions import ActionsEngine
+
+    jobs = _Jobs({})
+    engine = ActionsEngine({"actions": {"dry_run": True}}, ActionLedger(tmp_path / "a.json"), jobs, "m")
+    texts = [u["notes"][-1]["text"] for u in engine.observe([_fired(), _fired("inc-00000000000b", "feature_drift"),
+                                                             _fired("inc-00000000000c", severity="P4")])]
+    assert texts[0].startswith("retrain: would run: breeboost model retrain --model m --windows 8")
+    assert texts[1].startswith("propose-rebaseline: proposed") and len(texts) == 2 and jobs.started == []
+    with pytest.raises(PolicyError, match="unknown action"):
+        ActionsEngine({"actions": {"map": {"x": ["reboot"]}}}, ActionLedger(tmp_path / "b.json"), jobs, "m")
+
+
+def test_the_agent_builds_an_engine_only_for_a_policy_with_actions(tmp_path):
+    from types import SimpleNamespace
+
+    from breeboost.settings import Settings
+    from incident.agent import actions_engine
+
+    state = SimpleNamespace(path=tmp_path / "incident-state.json")
+    plain = SimpleNamespace(manager=SimpleNamespace(policy=Policy.load()), state=state)
+    assert actions_engine(plain, Settings()) is None and actions_engine(object(), Settings()) is None
+    f = tmp_path / "p.toml"
+    f.write_text("[actions.promote]\nauto = true\n")
+    acting = SimpleNamespace(manager=SimpleNamespace(policy=Policy.load(f)), state=state)
+    engine = actions_engine(acting, Settings(model_dir=str(tmp_path / "models")))
+    assert engine.guard.auto and engine.ledger.path == tmp_path / "actions.json"
+
+
+def test_one_retrain_at_a_time(tmp_path):
+    """A second concept_drift incident while a retrain runs does not start another (it would train the same
+    challenger again and replace the first); once it is done, a new incident retrains again."""
+    from incident.actions import ActionsEngine
+
+    class Slow(_Jobs):
+        def __init__(self):
+            super().__init__({"retrain": (0, "{}")})
+            self.done = False
+
+        def poll(self, job):
+            return self.results[job[1]] if self.done else None
+
+    jobs = Slow()
+    engine = ActionsEngine({"actions": {}}, ActionLedger(tmp_path / "a.json"), jobs, "m")
+    first = engine.observe([_fired("inc-00000000000a")])
+    second = engine.observe([_fired("inc-00000000000b")])
+    assert [u["notes"][-1]["text"] for u in first] == ["retrain: started"]
+    assert [u["notes"][-1]["text"] for u in second] == ["retrain: not started: the retrain of inc-00000000000a is running"]
+    assert engine.poll() == [] and len(jobs.started) == 1
+    jobs.done = True
+    engine.poll()
+    assert [u["notes"][-1]["text"] for u in engine.observe([_fired("inc-00000000000c")])] == ["retrain: started"]
+    assert len(jobs.started) == 2
