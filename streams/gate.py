@@ -32,8 +32,9 @@ class _Pending:
 class WindowGate:
     """Merge the partials of each window from all partitions; publish each window once, in index order.
 
-    Window ``k`` is published when every partition is final for it (its partial is complete, or the
-    partition has moved past ``k``), or when the partitions still missing are silent: no partial and no
+    Window ``k`` is published when every partition is final for it (its partial is complete, the
+    partition has moved past ``k``, or it idles below ``k``; one that has read nothing yet counts as
+    idle only after ``grace_s``), or when the partitions still missing are silent: no partial and no
     progress heartbeat for ``grace_s`` seconds (their worker died or they have no traffic at all). A
     partition that lags but is alive keeps the window open, so a slow consumer never splits a window.
     ``max_pending`` bounds the state: beyond it the oldest window is published as it is.
@@ -93,7 +94,13 @@ class WindowGate:
         if part is not None and self.idle.get(p) == (k, part.last_offset):
             return True   # the partition shipped all it has and has been idle since
         if p in self.idle and self.idle[p][0] < k:
-            return True   # idle below k: it has nothing for k (more traffic would be late for k)
+            if self.idle[p][0] >= 0:
+                return True   # it read up to below k and stopped: it has nothing for k (more would be late)
+            # it has read nothing since its worker started. At start-up the first records of one partition
+            # can be scored and shipped before the others' are even fetched, so an "idle, no backlog" beat
+            # from then says nothing about window k: wait grace_s (a partition with no traffic at all holds
+            # each window that long; one with traffic ships its partial well before)
+            return now - self.pending[k].first_seen >= self.grace_s
         if self.progress.get(p, -1) > k:
             # it moved on. Its partial for k is either published already (then it is here: a heartbeat can
             # overtake the partial of the batch that opened the next window, hence the grace) or it was

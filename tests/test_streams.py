@@ -326,6 +326,26 @@ def test_aggregator_idle_partitions_close_the_last_window_and_publish_in_order()
     assert out[1]["parts"] == [0] and out[1]["window"]["complete"]
 
 
+def test_aggregator_start_up_idle_beats_do_not_close_the_first_window_early():
+    # CI caught this with one worker on 4 partitions: the beats sent before traffic said partitions 1-3
+    # idle with nothing read; partition 0's first window was whole before their records were fetched, and
+    # window 0 was published with partition 0 alone (1,500 of 6,000 events; the rest were late)
+    a = _agg()
+    assert a.add(_beat(1, -1, -1, idle=True), 0.0) == []       # before traffic: nothing read, no backlog
+    assert a.add(_partial(0, 0, 99), 0.2) == []                # partition 0's window 0 is complete
+    assert a.add(_beat(1, -1, -1, idle=True), 0.5) == []       # a stale "no backlog" still holds window 0
+    out = a.add(_partial(1, 0, 99), 1.0)
+    assert [o["parts"] for o in out] == [[0, 1]] and out[0]["window"]["complete"]
+
+
+def test_aggregator_a_partition_without_traffic_holds_a_window_only_for_grace():
+    a = _agg()
+    a.add(_partial(0, 0, 99), 0.0)
+    assert a.add(_beat(1, -1, -1, idle=True), 2.9) == []
+    out = a.add(_beat(1, -1, -1, idle=True), 3.1)
+    assert out[0]["parts"] == [0] and out[0]["window"]["partitions_missing"] == [1]
+
+
 def test_model_reload_between_batches_loses_nothing(scorer, paysim_model, tmp_path):
     import shutil
 
