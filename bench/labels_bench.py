@@ -99,7 +99,7 @@ def memory_per_pending(n: int = 1_000_000) -> dict[str, Any]:
     s = PendingScores(horizon_s=1e9, count=2 * n)
     for v in values:
         rec = decode_routed(v)
-        s.add(rec.ids, rec.values(), rec.event_time_min, rec.event_time_max)
+        s.add(rec.ids, rec.values(), rec.event_time_min, rec.event_time_max, 0.0)
         del rec
     gc.collect()
     held = tracemalloc.get_traced_memory()[0] - base
@@ -160,12 +160,6 @@ def label_payloads(n: int, seed: int, partitions: int) -> tuple[list[bytes], lis
     return [t.encode() for t in ids], values, label_partitions(ids, partitions).tolist()
 
 
-#: The join horizon of the end-to-end runs (stream time): the simulator's event times advance PaySim's hourly
-#: steps, ~14 h of stream time every 100k transactions, so the default 3600 s horizon drops scores that a
-#: label coming after them needs (counted ``unknown`` once ``label_wait_s`` passes): seen with labels produced
-#: after their scores (6,407 of 100,000 joined) and on the events path, where scoring can run more than an
-#: hour of stream time ahead of the labels (99,211 and 99,409 of 100,000 joined).
-HORIZON_S = 1e8
 
 #: Worker-log lines that mean the label path went wrong (counted per run from the child's own log).
 LOG_PROBLEMS = ("Stream has not started processing", "Traceback", "CRITICAL", "ERROR", "Crashed")
@@ -181,7 +175,7 @@ def _labels_after_scores(env: Any, model_dir: str, workdir: Any, path: str, keys
     from bench.env import _produce, prefill
     from bench.kafka_runs import _Worker
 
-    s = env.settings(partitions=partitions, input_path=path, label_horizon_s=HORIZON_S)
+    s = env.settings(partitions=partitions, input_path=path)
     prefill(s, keys, values)
     load = os.getloadavg()[0]
     w = _Worker(s, ["labels", "--events", str(len(keys)), "--model", model_dir, "--after"], workdir)
@@ -221,7 +215,7 @@ def end_to_end(env: Any, model_dir: str, workdir: Any, n: int, repeats: int, par
     runs: dict[str, list[dict[str, Any]]] = {"batches": [], "events": []}
     for i in range(repeats):
         for path in ("batches", "events"):
-            s = env.settings(partitions=partitions, input_path=path, label_horizon_s=HORIZON_S)
+            s = env.settings(partitions=partitions, input_path=path)
             prefill(s, keys, values)
             asyncio.run(_produce(s.bootstrap, s.topic_labels, lkeys, lvalues, 1, parts=lparts))
             log_path = Path(workdir) / f"labels-{path}-{i}.log"

@@ -187,7 +187,8 @@ class LabelJoiner:
             log(_log, "bad routed scores skipped", level=logging.WARNING, partition=m.partition, offset=m.offset,
                 error=str(e))
             return
-        st.scores.add(rec.ids, rec.values(), rec.event_time_min, rec.event_time_max)
+        st.scores.add(rec.ids, rec.values(), rec.event_time_min, rec.event_time_max,
+                      time.time() if m.timestamp is None else m.timestamp)
         early = st.early
         if len(early):
             # from the smaller side: ~25k labels can wait on a partition behind a lagging scorer, and a

@@ -5,18 +5,28 @@ their scores, both bounded by a horizon by time and by count.
 signed_scores`) in two generations of plain dicts, like :class:`streams.recent.RecentMap`: inserts are one
 ``dict.update`` of a routed record's lists (C), a pending transaction costs its id string, one float and a
 dict slot (~130 bytes, ``python -m bench``), and the oldest generation goes at once when the young one
-holds ``count`` ids or spans ``horizon_s`` of stream time. A joined id stays as :data:`JOINED` until its
-generation goes, so a second label for it is a ``duplicate``. The stream clock is the largest event time
-of the partition's routed scores: a backfill of old data keeps its own horizon.
+holds ``count`` ids, or spans ``horizon_s`` on both clocks: stream time (the event times of the
+partition's routed scores) and publish time (when the routed records were published). Both, because
+either alone drops labels that are on time: a backfill of old data packs days of event time into minutes
+(and the simulator's PaySim steps ~14 h into 100,000 transactions, 20 s at 5k/s), and a stream that
+pauses spans minutes of publish time in a second of event time. The count bounds the memory either way.
+A joined id stays as :data:`JOINED` until its generation goes, so a second label for it is a
+``duplicate``.
 
 >>> s = PendingScores(horizon_s=10.0, count=2)
->>> s.add(["a", "b"], [0.5, -0.75], 100.0, 101.0)
+>>> s.add(["a", "b"], [0.5, -0.75], 100.0, 101.0, at=100.0)
 >>> s.take("a"), s.take("a"), s.take("x")
 ((0.5, 0), 'joined', None)
->>> s.add(["c", "d"], [0.25, 0.1], 102.0, 103.0)      # the young generation was full: a, b grow old
->>> s.add(["e"], [0.3], 104.0, 104.0)                 # old again: a, b are dropped by count
->>> s.take("b"), s.classify(101.0), s.classify(90.0), s.classify(103.5), len(s)
-(None, 'expired', 'late_beyond_horizon', None, 3)
+>>> s.add(["c", "d"], [0.25, 0.1], 102.0, 103.0, at=102.0)      # the young generation was full: a, b grow old
+>>> s.add(["e"], [0.3], 104.0, 104.0, at=104.0)                 # old again: a, b are dropped by count
+>>> s.take("b"), s.classify(101.0), s.classify(103.5), len(s)
+(None, 'expired', None, 3)
+>>> t = PendingScores(horizon_s=10.0, count=100)
+>>> t.add(["f"], [0.5], 0.0, 0.0, at=0.0)
+>>> t.add(["g"], [0.5], 3600.0, 3600.0, at=1.0)   # an hour of event time in a second: f stays
+>>> t.add(["h"], [0.5], 7200.0, 7200.0, at=12.0)  # and 10 s of publish time: f grows old (kept, once more)
+>>> t.take("f"), t.classify(-50.0)
+((0.5, 0), 'late_beyond_horizon')
 """
 from __future__ import annotations
 
@@ -24,6 +34,9 @@ import math
 from typing import Any
 
 __all__ = ["EarlyLabels", "JOINED", "PendingScores"]
+
+#: Event-time ranges whose drop reason :meth:`PendingScores.classify` remembers.
+MAX_DROP_RANGES = 64
 
 #: The value of a joined id (one shared object: marking costs no allocation).
 JOINED = "joined"
@@ -44,20 +57,28 @@ class PendingScores:
         self._young_min = math.inf     # event-time range of each generation
         self._young_max = -math.inf
         self._old_max = -math.inf
+        self._young_since = math.inf   # publish-time range of the young generation, and newest of the old
+        self._young_last = -math.inf
+        self._old_last = -math.inf
         self.clock = -math.inf         # stream time: the largest event time routed here
-        self.expired_upto = -math.inf  # the newest event time dropped by count while within the horizon
+        # what dropped the scores of each event-time range, oldest first: (newest event time, outcome), one
+        # entry per run of rolls of the same kind (bounded: the oldest ranges are forgotten)
+        self._drops: list[tuple[float, str]] = []
         self.dropped = 0               # ids dropped unjoined
 
     def __len__(self) -> int:
         return len(self._young) + len(self._old)
 
-    def add(self, ids: list[str], scores: list[float], t_min: float, t_max: float) -> None:
-        """Scores of one routed record (event times in ``[t_min, t_max]``). An id already here keeps its
-        entry (a redelivered record must not re-open a joined id)."""
+    def add(self, ids: list[str], scores: list[float], t_min: float, t_max: float, at: float) -> None:
+        """Scores of one routed record (event times in ``[t_min, t_max]``, published at ``at``, seconds).
+        An id already here keeps its entry (a redelivered record must not re-open a joined id)."""
         young = self._young
-        if len(young) + len(ids) > self.count or (young and max(t_max, self._young_max) - self._young_min
-                                                  >= self.horizon_s):
-            self._roll()
+        if len(young) + len(ids) > self.count:
+            self._roll(at)
+            young = self._young
+        elif (young and max(t_max, self._young_max) - self._young_min >= self.horizon_s
+              and at - self._young_since >= self.horizon_s):
+            self._roll(at)
             young = self._young
         if young.keys().isdisjoint(ids) and self._old.keys().isdisjoint(ids):
             young.update(zip(ids, scores))
@@ -67,17 +88,26 @@ class PendingScores:
                     young[tid] = v
         self._young_min = min(self._young_min, t_min)
         self._young_max = max(self._young_max, t_max)
+        self._young_since = min(self._young_since, at)
+        self._young_last = max(self._young_last, at)
         self.clock = max(self.clock, t_max)
 
-    def _roll(self) -> None:
+    def _roll(self, now: float) -> None:
         old = self._old
         if old:
             self.dropped += sum(1 for v in old.values() if v is not JOINED)
-            if self._old_max > self.clock - self.horizon_s:     # dropped by count, within the horizon
-                self.expired_upto = max(self.expired_upto, self._old_max)
+            # beyond the horizon on both clocks: time dropped them (whatever bound rolled), else the count did
+            beyond = self.clock - self._old_max >= self.horizon_s and now - self._old_last >= self.horizon_s
+            why = "late_beyond_horizon" if beyond else "expired"
+            if self._drops and self._drops[-1][1] == why:
+                self._drops[-1] = (max(self._drops[-1][0], self._old_max), why)
+            else:
+                self._drops.append((self._old_max, why))
+                del self._drops[:-MAX_DROP_RANGES]
         self._old, self._young = self._young, {}
-        self._old_max = self._young_max
+        self._old_max, self._old_last = self._young_max, self._young_last
         self._young_min, self._young_max = math.inf, -math.inf
+        self._young_since, self._young_last = math.inf, -math.inf
 
     def take(self, tid: str) -> tuple[float, int] | str | None:
         """``(probability, fraud_label)`` of a pending id, marking it joined; :data:`JOINED` for one joined
@@ -97,15 +127,17 @@ class PendingScores:
         return v, 0
 
     def classify(self, event_time: float | None) -> str | None:
-        """Why a label of a transaction at ``event_time`` finds no score here: ``late_beyond_horizon``
-        (older than the horizon), ``expired`` (its score was dropped by the count bound), or ``None`` (not
-        known yet: the label may have come before its score)."""
+        """Why a label of a transaction at ``event_time`` finds no score here: ``expired`` (the count bound
+        dropped the scores of that time: raise ``label_horizon_count``), ``late_beyond_horizon`` (the time
+        horizon dropped them, or it is older than the horizon in stream time and was never here), or
+        ``None`` (not known yet: the label may have come before its score)."""
         if event_time is None:
             return None
+        for upto, why in self._drops:
+            if event_time <= upto:
+                return why
         if event_time < self.clock - self.horizon_s:
             return "late_beyond_horizon"
-        if event_time <= self.expired_upto:
-            return "expired"
         return None
 
 

@@ -6,8 +6,8 @@ labels partition ``p`` (and so scores.by_id partition ``p``: the label agent rea
 re-reads, before it joins any new record of ``p``:
 
 - scores.by_id ``p`` backwards from the group's committed offset, in chunks, until the records read hold
-  twice ``label_horizon_count`` scores or reach twice ``label_horizon_s`` of stream time before the newest
-  (what :class:`streams.label_pending.PendingScores` would keep), or the start of the partition. Not past
+  twice ``label_horizon_count`` scores or reach twice ``label_horizon_s`` before the newest in both stream and
+  publish time (what :class:`streams.label_pending.PendingScores` would keep), or the start of the partition. Not past
   the commit: the label agent acks labels and routed scores together once the outcomes of their batches are
   delivered, so a join of a committed label with a committed score was shipped, and one with a score past
   the commit (a label that was waiting for it) is made, and counted, when the agent reads the score again;
@@ -23,6 +23,7 @@ each micro-batch.
 from __future__ import annotations
 
 import asyncio
+import math
 import logging
 import time
 from typing import Any, Iterable
@@ -121,23 +122,24 @@ class LabelRestore:
         """The scores.by_id records before ``end`` that the horizon would still hold, in offset order."""
         s = self.settings
         chunks: list[list[Msg]] = []
-        ids, newest = 0, None
+        ids, newest, newest_at = 0, -math.inf, -math.inf
         while end > 0:
             start = max(0, end - self.chunk)
             msgs = (await read_range(consumer, s.scores_by_id, [ReplayPlan(partition, start, end)],
                                      self.timeout_s))[partition]
             chunks.append(msgs)
-            oldest = None
+            oldest, oldest_at = math.inf, math.inf
             for m in msgs:
                 try:
                     rec = decode_routed(m.value or b"")
                 except msgspec.DecodeError:
                     continue
                 ids += len(rec.ids)
-                newest = rec.event_time_max if newest is None else max(newest, rec.event_time_max)
-                oldest = rec.event_time_max if oldest is None else min(oldest, rec.event_time_max)
+                newest, oldest = max(newest, rec.event_time_max), min(oldest, rec.event_time_max)
+                newest_at, oldest_at = max(newest_at, m.timestamp or 0.0), min(oldest_at, m.timestamp or 0.0)
             end = start
-            if ids >= 2 * s.label_horizon_count or (
-                    oldest is not None and newest is not None and oldest < newest - 2 * s.label_horizon_s):
+            # PendingScores keeps a score until the count bound, or twice the horizon on both clocks
+            if ids >= 2 * s.label_horizon_count or (oldest < newest - 2 * s.label_horizon_s
+                                                    and oldest_at < newest_at - 2 * s.label_horizon_s):
                 break
         return [m for msgs in reversed(chunks) for m in msgs]

@@ -20,8 +20,9 @@ def _joiner(**kw) -> LabelJoiner:
     return LabelJoiner(Settings.from_env({}, **kw), WorkerMetrics(CollectorRegistry()))
 
 
-def _routed(route: ScoreRoute, topic: str = "scores.by_id") -> list[Msg]:
-    return [Msg(topic, p, i, v, key=k) for i, (p, k, v) in enumerate(route.take())]
+def _routed(route: ScoreRoute, topic: str = "scores.by_id", ts: float | None = None) -> list[Msg]:
+    return [Msg(topic, p, i, v, key=k, **({} if ts is None else {"timestamp": ts}))
+            for i, (p, k, v) in enumerate(route.take())]
 
 
 def _label(tid: str, y: int, partitions: int = 4, offset: int = 0, ts: float = 1000.0, **extra) -> Msg:
@@ -76,26 +77,29 @@ def test_routed_record_carries_exact_probabilities_and_flags():
     rec = decode_routed(value)
     assert (p, key, rec.partitions, rec.event_time_min, rec.scored_at) == (0, b"a", [2], 3.0, 3.0)
     s = PendingScores(10.0, 10)
-    s.add(rec.ids, rec.values(), rec.event_time_min, rec.event_time_max)
+    s.add(rec.ids, rec.values(), rec.event_time_min, rec.event_time_max, 3.0)
     assert [s.take(t) for t in "abc"] == [(0.125, 1), (0.0, 0), (0.0, 1)]
 
 
 def test_every_outcome_is_counted_once():
-    j = _joiner(label_horizon_s=500.0, label_horizon_count=2, label_wait_s=30.0)
+    j = _joiner(label_horizon_s=500.0, label_horizon_count=6, label_wait_s=30.0)
     route = ScoreRoute(1).activate()
     msgs = []
-    for i, t in enumerate(range(0, 1000, 100)):               # 10 records of 2 ids, event times 0..900
-        route.add([f"t{2 * i}", f"t{2 * i + 1}"], np.array([0.2, 0.9]), np.array([0, 1]), [0], 0.0,
-                  np.array([float(t), float(t)]))
-        msgs += _routed(route)
+    for k in range(10):            # s0..s9, one a record, 100 s apart (event and publish time): time rolls
+        route.add([f"s{k}"], np.array([0.2]), np.array([0]), [0], 0.0, np.array([100.0 * k]))
+        msgs += _routed(route, ts=100.0 * k)
+    for k in range(5):             # then 10 at once: the count rolls, dropping s5..s9 within the horizon
+        route.add([f"d{2 * k}", f"d{2 * k + 1}"], np.array([0.2, 0.9]), np.array([0, 1]), [0], 0.0,
+                  np.array([1000.0, 1000.0]))
+        msgs += _routed(route, ts=1000.0)
     j.join(msgs)
     labels = [
-        _label("t19", 1, 1, 0), _label("t19", 1, 1, 1),           # joined, then a duplicate
-        _label("t0", 0, 1, 2, event_time=0.0),                     # older than the horizon (clock 900)
-        _label("t14", 0, 1, 3, event_time=700.0),                  # within it, dropped by count: expired
+        _label("d9", 1, 1, 0), _label("d9", 1, 1, 1),             # joined, then a duplicate
+        _label("s0", 0, 1, 2, event_time=0.0),                     # older than the horizon (clock 1000)
+        _label("s7", 0, 1, 3, event_time=700.0),                   # within it, dropped by count: expired
         _label("nope", 1, 1, 4, ts=1000.0), _label("nope", 1, 1, 5, ts=1000.0),   # waits; a duplicate meanwhile
-        Msg("labels", 0, 6, b"{not json"), Msg("labels", 0, 7, b'{"transaction_id": "t18"}'),
-        Msg("labels", 0, 8, b'[{"transaction_id": "t18", "isFraud": 0}, 3]'),     # one good item, one bad
+        Msg("labels", 0, 6, b"{not json"), Msg("labels", 0, 7, b'{"transaction_id": "d8"}'),
+        Msg("labels", 0, 8, b'[{"transaction_id": "d8", "isFraud": 0}, 3]'),     # one good item, one bad
     ]
     out = j.join(labels)
     assert out.outcomes == {"joined": 2, "duplicate": 2, "late_beyond_horizon": 1, "expired": 1, "malformed": 3}
@@ -112,15 +116,40 @@ def test_every_outcome_is_counted_once():
 def test_the_horizon_keeps_at_least_count_and_time_and_bounds_memory():
     s = PendingScores(horizon_s=50.0, count=100)
     for i in range(0, 1000, 10):          # 10 ids a second of stream time
-        s.add([f"t{j}" for j in range(i, i + 10)], [0.5] * 10, i / 10, i / 10)
+        s.add([f"t{j}" for j in range(i, i + 10)], [0.5] * 10, i / 10, i / 10, at=i / 10)
         assert len(s) <= 200 + 10
         assert all(s.take(f"t{j}") is not None for j in range(max(0, i - 90), i + 10, 7))
     # time: at 20 ids a second the count rolls first; at 1 id every 10 s time does
     t = PendingScores(horizon_s=50.0, count=10 ** 6)
     for k in range(40):
-        t.add([f"u{k}"], [0.1], 10.0 * k, 10.0 * k)
+        t.add([f"u{k}"], [0.1], 10.0 * k, 10.0 * k, at=10.0 * k)
     assert len(t) <= 12 and t.take("u39") is not None and t.take("u30") is not None
     assert t.classify(10.0 * 39 - 60) == "late_beyond_horizon" and t.classify(10.0 * 39 - 40) is None
+
+
+def test_event_time_running_ahead_of_the_clock_keeps_scores_for_their_labels():
+    # the simulator's PaySim steps put ~14 h of event time into 100,000 transactions (20 s at 5k/s), and a
+    # backfill packs days into minutes: with a stream-time horizon alone, labels 1 s late found their
+    # scores gone (6,407 of 100,000 joined). Now a score waits the horizon on the publish clock as well.
+    j = _joiner(label_horizon_s=3600.0)
+    route = ScoreRoute(1).activate()
+    msgs, n = [], 0
+    for k in range(200):                               # 200 records of 50: 20 s of publish time, 55 h of events
+        ids = [f"f{n + i}" for i in range(50)]
+        n += 50
+        route.add(ids, np.full(50, 0.3), np.zeros(50, dtype=np.int64), [0], 0.0, np.full(50, 1000.0 * k))
+        msgs += _routed(route, ts=1_000.0 + 0.1 * k)
+    j.join(msgs)
+    labels = [_label(f"f{i}", 0, 1, i, ts=1_021.0, event_time=1000.0 * (i // 50)) for i in range(n)]
+    out = j.join(labels)
+    assert out.outcomes == {"joined": n}
+    # and the publish clock alone does not keep them either: an hour later, in both clocks, they go
+    route.add(["late"], np.full(1, 0.3), np.zeros(1, dtype=np.int64), [0], 0.0, np.full(1, 1e6))
+    j.join(_routed(route, ts=1_000.0 + 3700.0))
+    route.add(["later"], np.full(1, 0.3), np.zeros(1, dtype=np.int64), [0], 0.0, np.full(1, 2e6))
+    j.join(_routed(route, ts=1_000.0 + 7400.0))
+    out = j.join([_label("f0", 0, 1, n + 1, ts=8_500.0, event_time=0.0)])
+    assert out.outcomes == {"late_beyond_horizon": 1}
 
 
 def test_a_redelivered_record_does_not_reopen_a_joined_id():
