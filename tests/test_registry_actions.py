@@ -90,7 +90,7 @@ def _retrain_out(champion_auprc, challenger_auprc):
 def test_replayed_incident_events_run_no_action_twice_across_restarts(tmp_path):
     from incident.actions import ActionsEngine
 
-    config = {"actions": {"promote": {"auto": True}}}
+    config = {"actions": {"promote": {"auto": True}, "retrain": {"labels_after": 0}}}
     jobs = _Jobs({"retrain": _retrain_out(0.5, 0.8), "promote": (0, "")})
     engine = ActionsEngine(config, ActionLedger(tmp_path / "a.json"), jobs, "models")
     updates = engine.observe([_fired(), _fired(), {**_fired(), "event": "updated"}])
@@ -109,15 +109,18 @@ def test_the_engine_never_promotes_a_worse_challenger_and_records_failures(tmp_p
     from incident.actions import ActionsEngine
 
     jobs = _Jobs({"retrain": _retrain_out(0.8, 0.7)})
-    engine = ActionsEngine({"actions": {"promote": {"auto": True}}}, ActionLedger(tmp_path / "a.json"), jobs, "m")
+    now = {"labels_after": 0}
+    engine = ActionsEngine({"actions": {"promote": {"auto": True}, "retrain": now}}, ActionLedger(tmp_path / "a.json"),
+                           jobs, "m")
     engine.observe([_fired()])
     texts = [u["notes"][-1]["text"] for u in engine.poll()]
     assert "does not pass the guard" in texts[1] and len(jobs.started) == 1
-    failing = ActionsEngine({"actions": {}}, ActionLedger(tmp_path / "b.json"), _Jobs({"retrain": (1, "")}), "m")
+    failing = ActionsEngine({"actions": {"retrain": now}}, ActionLedger(tmp_path / "b.json"), _Jobs({"retrain": (1, "")}),
+                            "m")
     failing.observe([_fired()])
     assert [u["notes"][-1]["text"] for u in failing.poll()] == ["retrain: failed (exit code 1)"]
     # not automatic by default: the guard's verdict is a proposal
-    proposing = ActionsEngine({"actions": {}}, ActionLedger(tmp_path / "c.json"),
+    proposing = ActionsEngine({"actions": {"retrain": now}}, ActionLedger(tmp_path / "c.json"),
                               _Jobs({"retrain": _retrain_out(0.5, 0.8)}), "m")
     proposing.observe([_fired()])
     assert "confirm with breeboost model promote" in proposing.poll()[1]["notes"][-1]["text"]
@@ -166,7 +169,7 @@ def test_one_retrain_at_a_time(tmp_path):
             return self.results[job[1]] if self.done else None
 
     jobs = Slow()
-    engine = ActionsEngine({"actions": {}}, ActionLedger(tmp_path / "a.json"), jobs, "m")
+    engine = ActionsEngine({"actions": {"retrain": {"labels_after": 0}}}, ActionLedger(tmp_path / "a.json"), jobs, "m")
     first = engine.observe([_fired("inc-00000000000a")])
     second = engine.observe([_fired("inc-00000000000b")])
     assert [u["notes"][-1]["text"] for u in first] == ["retrain: started"]
@@ -176,3 +179,36 @@ def test_one_retrain_at_a_time(tmp_path):
     engine.poll()
     assert [u["notes"][-1]["text"] for u in engine.observe([_fired("inc-00000000000c")])] == ["retrain: started"]
     assert len(jobs.started) == 2
+
+
+def test_a_retrain_waits_for_labels_after_its_incident(tmp_path):
+    """concept_drift fires on the first labelled windows of a shift, when the range to train on holds no
+    row of the new pattern yet: the retrain starts once the windows after the incident (not those of the
+    batch that fired it, each window once) carry labels_after joined labels; a restart waits again, a
+    second incident meanwhile starts nothing."""
+    from incident.actions import ActionsEngine
+
+    def window(k, labelled):
+        return {"window": {"index": k}, "model_version": "v1", "concept": {"labelled": labelled, "tp": 1, "fn": 1}}
+
+    config = {"actions": {"retrain": {"labels_after": 25_000, "windows": 6}}}
+    jobs = _Jobs({"retrain": _retrain_out(0.5, 0.8)})
+    engine = ActionsEngine(config, ActionLedger(tmp_path / "a.json"), jobs, "m")
+    texts = [u["notes"][-1]["text"] for u in engine.observe([_fired("inc-00000000000a")])]
+    assert texts == ["retrain: waiting for 25000 labels joined after the incident, then the last 6 windows"]
+    assert engine.observe_windows([window(3, 9000), window(4, 9000)]) == []     # the batch that fired it
+    assert engine.observe_windows([window(5, 9000), window(5, 9000)]) == []     # a window counts once
+    second = engine.observe([_fired("inc-00000000000b")])
+    assert [u["notes"][-1]["text"] for u in second] == \
+        ["retrain: not started: the retrain of inc-00000000000a is running"]
+    # the agent restarts: nothing ran, so the replayed fired event waits again from the next windows
+    restarted = ActionsEngine(config, ActionLedger(tmp_path / "a.json"), jobs, "m")
+    assert len(restarted.observe([_fired("inc-00000000000a")])) == 1 and jobs.started == []
+    restarted.observe_windows([window(5, 9000)])
+    assert restarted.observe_windows([window(6, 9000), window(7, 9000)]) == [] and jobs.started == []
+    started = [u["notes"][-1]["text"] for u in restarted.observe_windows([window(8, 9000)])]
+    assert started == ["retrain: started (27000 labels joined in 3 windows after the incident)"]
+    assert jobs.started[0][:6] == ["model", "retrain", "--model", "m", "--windows", "6"]
+    assert restarted.observe_windows([window(9, 9000)]) == [] and len(jobs.started) == 1
+    with pytest.raises(PolicyError, match="labels_after"):
+        ActionsEngine({"actions": {"retrain": {"labels_after": -1}}}, ActionLedger(tmp_path / "b.json"), jobs, "m")

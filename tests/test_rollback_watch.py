@@ -66,8 +66,8 @@ def _setup(tmp_path, kafka_settings):
     reg = Registry(tmp_path / "models")
     old = reg.add(_artifact(tmp_path, "old"), by="t").champion
     new = reg.add(_artifact(tmp_path, "new"), by="t", challenger=True).challenger
-    config = {"actions": {"promote": {"auto": True}, "rollback": {"windows": 3, "settle": 1,
-                                                                   "min_labelled": 1000, "min_positives": 20}}}
+    config = {"actions": {"promote": {"auto": True}, "retrain": {"labels_after": 0},
+                          "rollback": {"windows": 3, "settle": 1, "min_labelled": 1000, "min_positives": 20}}}
     launcher = _Launcher(kafka_settings, tmp_path / "logs", new)
     engine = ActionsEngine(config, ActionLedger(tmp_path / "state" / "actions.json"), launcher, str(reg.path))
     # the old champion's last windows: recall 0.9 (45 of 50 frauds), precision 0.9
@@ -131,7 +131,8 @@ def test_no_baseline_no_watch(tmp_path, kafka_settings):
     reg.add(_artifact(tmp_path, "old"), by="t")
     new = reg.add(_artifact(tmp_path, "new"), by="t", challenger=True).challenger
     launcher = _Launcher(kafka_settings, tmp_path / "logs", new)
-    engine = ActionsEngine({"actions": {"promote": {"auto": True}}}, ActionLedger(tmp_path / "a.json"), launcher,
+    engine = ActionsEngine({"actions": {"promote": {"auto": True}, "retrain": {"labels_after": 0}}},
+                           ActionLedger(tmp_path / "a.json"), launcher,
                            str(reg.path))
     engine.observe([{"incident_id": "inc-00000000000b", "event": "fired", "type": "concept_drift", "severity": "P1",
                      "seq": 1, "notes": [], "status": "firing"}])

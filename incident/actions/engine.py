@@ -4,7 +4,9 @@ The policy's ``[actions.map]`` maps an incident type to actions (default, when t
 ``[actions]`` table at all: ``concept_drift = ["retrain", "promote-if-better"]``, ``feature_drift =
 ["propose-rebaseline"]``); ``[actions] severities`` (default P1, P2) says which severities act, and
 ``dry_run = true`` records what would be done without doing it. An action starts on an incident's
-``fired`` event only, under a deterministic id (:func:`incident.actions.ledger.action_id` of the incident,
+``fired`` event only (``retrain`` once ``[actions.retrain] labels_after`` labels, default 20,000, were
+joined in the windows published after the incident: before that its range holds no rows of the new
+pattern), under a deterministic id (:func:`incident.actions.ledger.action_id` of the incident,
 the action and ``fired``), so a replayed event or a restarted agent never runs it twice. ``retrain`` and
 ``promote`` run as child processes (``breeboost model retrain`` / ``promote``, started by the injected
 ``launcher``) that :meth:`ActionsEngine.poll` checks on the agent's timer: the agent never waits for one.
@@ -22,11 +24,17 @@ fed every ``drift.stats`` record) and runs ``breeboost model rollback --by auto`
 ...         '"champion": {"auprc": 0.5, "recall": 0.5}, "challenger": {"auprc": 0.7, "recall": 0.6}}}'
 >>> jobs = Jobs()
 >>> ledger = ActionLedger(os.path.join(tempfile.mkdtemp(), "a.json"))
->>> engine = ActionsEngine({"actions": {"promote": {"auto": True}}}, ledger, jobs, "models")
+>>> policy = {"actions": {"promote": {"auto": True}, "retrain": {"labels_after": 5000}}}
+>>> engine = ActionsEngine(policy, ledger, jobs, "models")
 >>> inc = {"incident_id": "inc-000000000001", "event": "fired", "type": "concept_drift", "severity": "P1",
 ...        "seq": 1, "notes": []}
->>> [e["notes"][-1]["text"] for e in engine.observe([inc, inc])]    # the same event twice: one start
-['retrain: started']
+>>> [e["notes"][-1]["text"] for e in engine.observe([inc, inc])]    # the same event twice: one retrain
+['retrain: waiting for 5000 labels joined after the incident, then the last 8 windows']
+>>> window = lambda k, n: {"window": {"index": k}, "model_version": "v1", "concept": {"labelled": n}}
+>>> engine.observe_windows([window(4, 3000)])                       # the batch that fired it
+[]
+>>> [e["notes"][-1]["text"] for e in engine.observe_windows([window(5, 3000), window(6, 3000)])]
+['retrain: started (6000 labels joined in 2 windows after the incident)']
 >>> [e["notes"][-1]["text"] for e in engine.poll()]
 ['retrain: done (challenger v2)', 'promote-if-better: started (v2 passes the guard: ...)']
 >>> jobs.started[-1][:3]
@@ -60,6 +68,30 @@ class Launcher(Protocol):
     def poll(self, job: Any) -> tuple[int, str] | None: ...
 
 
+class _Waiting:
+    """A retrain waiting for labels: the windows published after its incident's (those of the batch that
+    fired it do not count) and their joined labels."""
+
+    def __init__(self, incident: dict) -> None:
+        self.incident = incident
+        self.after: int | None = None    # the newest window of the batch that fired the incident
+        self._batch: list[int] = []
+        self.windows: set[int] = set()
+        self.labelled = 0
+
+    def count(self, index: int, labelled: int) -> int:
+        if self.after is None:
+            self._batch.append(index)
+        elif index > self.after and index not in self.windows:
+            self.windows.add(index)
+            self.labelled += labelled
+        return self.labelled
+
+    def batch_done(self) -> None:
+        if self.after is None:
+            self.after = max(self._batch, default=-1)
+
+
 def _iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
 
@@ -77,7 +109,15 @@ class ActionsEngine:
                 raise PolicyError(f"actions.map.{t}: unknown action(s) {bad}; known: {', '.join(ACTIONS)}")
         self.severities = frozenset(table.get("severities", ["P1", "P2"]))
         self.dry_run = bool(table.get("dry_run", False))
-        self.windows = int((table.get("retrain") or {}).get("windows", 8))
+        retrain = dict(table.get("retrain") or {})
+        self.windows = int(retrain.get("windows", 8))
+        # a retrain started the moment concept drift fires trains on the windows before the shift: the new
+        # pattern's labels are not there yet (docs/operations.md). It waits until the windows published
+        # after the incident carry this many joined labels; 0: start at once.
+        self.labels_after = int(retrain.get("labels_after", 20_000))
+        if self.windows < 1 or self.labels_after < 0:
+            raise PolicyError(f"actions.retrain: windows must be >= 1 and labels_after >= 0, got "
+                              f"{self.windows} and {self.labels_after}")
         self.guard = PromotionGuard.from_policy(config)
         self.ledger, self.launcher, self.model_dir = ledger, launcher, model_dir
         self.retrain_args = tuple(retrain_args)
@@ -87,6 +127,7 @@ class ActionsEngine:
         # the labelled counts of the last windows of each model version: the old champion's baseline
         self._recent: dict[str, dict[int, Pooled]] = {}
         self._promoting: dict[str, tuple[str, str | None]] = {}   # promote action id -> (version, old champion)
+        self._waiting: dict[str, _Waiting] = {}   # retrains waiting for labels after their incident
 
     # -- incident events in -------------------------------------------------------------------------
     def observe(self, events: list[Mapping[str, Any]]) -> list[dict]:
@@ -103,7 +144,10 @@ class ActionsEngine:
                 aid = action_id(str(ev["incident_id"]), action, "fired")
                 if self.ledger.get(aid) is not None:
                     continue   # replayed, or the agent restarted: done (or interrupted) before
+                if aid in self._waiting:
+                    continue   # the same fired event again
                 busy = [inc for job, inc, act in self._running.values() if act == action == "retrain"]
+                busy += [w.incident for w in self._waiting.values()] if action == "retrain" else []
                 if busy and not self.dry_run:
                     # one retrain at a time: a second concept_drift incident of the same shift (another
                     # detector's fingerprint) would train the same challenger again and replace the first
@@ -111,6 +155,11 @@ class ActionsEngine:
                     self.ledger.start(aid, action, "auto")
                     self.ledger.finish(aid, "done", text)
                     out.append(self._event(dict(ev), aid, f"{action}: {text}"))
+                    continue
+                if action == "retrain" and self.labels_after and not self.dry_run:
+                    self._waiting[aid] = _Waiting(dict(ev))
+                    out.append(self._event(dict(ev), aid, f"retrain: waiting for {self.labels_after} labels joined "
+                                                          f"after the incident, then the last {self.windows} windows"))
                     continue
                 out.append(self._start(aid, action, dict(ev)))
         return out
@@ -216,6 +265,19 @@ class ActionsEngine:
             verdict = self.rollback.window(index, version, counts)
             if verdict is not None:
                 out += self._verdict(verdict)
+            out += self._count_labels_after(index, counts.labelled)
+        for w in self._waiting.values():
+            w.batch_done()
+        return out
+
+    def _count_labels_after(self, index: int, labelled: int) -> list[dict]:
+        """A window's joined labels towards each waiting retrain; start those that have enough."""
+        out = []
+        for aid, w in list(self._waiting.items()):
+            if w.count(index, labelled) >= self.labels_after:
+                del self._waiting[aid]
+                out.append(self._start(aid, "retrain", w.incident,
+                                       why=f"{w.labelled} labels joined in {len(w.windows)} windows after the incident"))
         return out
 
     def _verdict(self, v: Any) -> list[dict]:
