@@ -221,12 +221,14 @@ class LabelPartial(msgspec.Struct, tag_field="kind", tag="labels"):
     """The labels one label-join partition joined since its previous label partial (``topic``: the labels
     topic, ``partition``: its partition; ``counts``: the joined labels' :class:`LabelCounts`). The aggregator
     folds them into the next window it publishes (the labels that arrived while that window was pending),
-    whichever worker scored the transactions: see docs/labels.md."""
+    whichever worker scored the transactions, if that window is of the model that scored them (one
+    partial per model version): see docs/labels.md."""
 
     topic: str
     partition: Count
     counts: LabelCounts
     sent_at: float
+    model_version: str = ""     # the model that scored these transactions ("": not known, older records)
 
 
 PartialRecord = Union[DriftPartial, Progress, LabelPartial]
@@ -267,6 +269,9 @@ class StatsWindow(_Strict, omit_defaults=True):
         description="partition -> [first offset, last offset] of its partial")] = None
     partials_of_other_models: Annotated[Count | None, msgspec.Meta(
         description="partials of another model version (a reload mid-window), left out")] = None
+    labels_of_other_models: Annotated[Count | None, msgspec.Meta(
+        description="labels joined while this window was pending whose transactions another model version "
+                    "scored (after a model switch), left out of the concept section")] = None
     partitions_missing: Annotated[list[Count] | None, msgspec.Meta(
         description="partitions with no partial in this window")] = None
     complete: Annotated[bool | None, msgspec.Meta(

@@ -46,6 +46,7 @@ from models.validation import validate_columns
 __all__ = ["TrainConfig", "TrainedModel", "train_model", "split_positions", "labels_of", "SPLITS"]
 
 SPLITS = ("time", "random")
+STOP_METRICS = ("logloss", "aucpr")
 Progress = Callable[[str], None]
 
 
@@ -61,6 +62,7 @@ class TrainConfig:
     max_depth: int = 6
     learning_rate: float = 0.1
     early_stopping_rounds: int = 30
+    stop_on: str = "logloss"      # the validation metric early stopping watches: logloss or aucpr
     nthread: int = 2
     subsample: float = 0.9
     colsample_bytree: float = 0.5
@@ -76,6 +78,8 @@ class TrainConfig:
         for name in ("n_estimators", "max_depth", "early_stopping_rounds", "nthread", "progress_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.stop_on not in STOP_METRICS:
+            raise ValueError(f"stop_on must be one of {', '.join(STOP_METRICS)}, got {self.stop_on!r}")
         if self.max_bin < 2:
             raise ValueError(f"max_bin must be >= 2, got {self.max_bin!r}")
         for name in ("learning_rate", "subsample", "colsample_bytree"):
@@ -83,7 +87,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)!r}")
 
     def xgb_params(self, scale_pos_weight: float) -> dict[str, Any]:
-        return {"objective": "binary:logistic", "eval_metric": ["aucpr", "logloss"], "tree_method": "hist",
+        # XGBoost stops early on the last metric listed
+        metrics = ["aucpr", "logloss"] if self.stop_on == "logloss" else ["logloss", "aucpr"]
+        return {"objective": "binary:logistic", "eval_metric": metrics, "tree_method": "hist",
                 "max_depth": self.max_depth, "eta": self.learning_rate, "subsample": self.subsample,
                 "colsample_bytree": self.colsample_bytree, "max_bin": self.max_bin,
                 "scale_pos_weight": scale_pos_weight, "nthread": self.nthread, "seed": self.seed}
@@ -316,7 +322,8 @@ def _boost(X: np.ndarray, y: np.ndarray, split: _Split, names: list[str], config
                                  nthread=config.nthread)
     dvalid = xgb.QuantileDMatrix(X[va], label=y[va], feature_names=names, ref=dtrain, nthread=config.nthread)
     say(f"boosting: hist, max_depth {config.max_depth}, eta {config.learning_rate}, up to {config.n_estimators} "
-        f"rounds, early stopping after {config.early_stopping_rounds} rounds without a better validation logloss, scale_pos_weight {spw:.1f}, "
+        f"rounds, early stopping after {config.early_stopping_rounds} rounds without a better validation "
+        f"{config.stop_on}, scale_pos_weight {spw:.1f}, "
         f"{len(names)} features, {config.nthread} threads")
 
     class _Progress(xgb.callback.TrainingCallback):

@@ -83,8 +83,9 @@ class DriftAggregator:
         # model health per version (rolling performance, river's detectors, the label-free estimate): #16
         self.health = ModelHealth(min_labels=self.config.min_labels, min_positives=self.config.min_positives)
         # label partials by the window they go to: the furthest any partition has reached when they come (the
-        # labels joined while the stream was there), so a backlog of windows published at once shares them
-        self.labels: dict[int, list[LabelCounts]] = {}
+        # labels joined while the stream was there), so a backlog of windows published at once shares them;
+        # each with the model version that scored its transactions
+        self.labels: dict[int, list[tuple[str, LabelCounts]]] = {}
         # a partition is given up on only after it was silent longer than a rebalance takes (the group's joins
         # are held up to the session timeout): scale events measured windows published short by one
         # partition with 3 s of grace (tests/test_scale_events.py)
@@ -109,7 +110,7 @@ class DriftAggregator:
                 log(_log, "bad partial skipped", level=logging.WARNING, error=str(e))
                 continue
             if isinstance(partial, LabelPartial):   # the label join's counts, folded into a window to publish
-                self._add_labels(partial.counts)
+                self._add_labels(partial)
                 continue
             late_before = self.gate.late
             closed += self.gate.add(partial, now)
@@ -117,10 +118,10 @@ class DriftAggregator:
                 self.metrics.late_partials.inc()
         return self._publish(closed)
 
-    def _add_labels(self, counts: LabelCounts) -> None:
+    def _add_labels(self, partial: LabelPartial) -> None:
         gate = self.gate
         target = max(max(gate.progress.values(), default=-1), gate.published_upto + 1)
-        self.labels.setdefault(target, []).append(counts)
+        self.labels.setdefault(target, []).append((partial.model_version, partial.counts))
 
     def tick(self, now: float | None = None) -> list[Record]:
         """The windows whose missing partitions went silent (the timer)."""
@@ -141,7 +142,7 @@ class DriftAggregator:
             except RecordError:
                 continue
             if isinstance(partial, LabelPartial):
-                self._add_labels(partial.counts)
+                self._add_labels(partial)
                 continue
             if isinstance(partial, DriftPartial) and partial.window_index <= gate.published_upto:
                 self.labels = {}    # label partials before a published window's partial: folded into it (or earlier)
@@ -173,8 +174,15 @@ class DriftAggregator:
         for p in kept[1:]:
             sketch.merge(self._sketch_cls.from_dict(compiled, p.sketch))
         labels = [p.labels for p in kept if p.labels is not None]
+        other_models = 0
         for k in [k for k in self.labels if k <= window.index]:
-            labels += self.labels.pop(k)
+            for scored_by, counts in self.labels.pop(k):
+                # a window judges its own model: after a switch, the old model's scores are still being
+                # labelled for a while, and would count against the new one
+                if scored_by in ("", version):
+                    labels.append(counts)
+                else:
+                    other_models += counts.n
         stats = window_statistics(sketch, profile, self.config, index=window.index,
                                   stream=self.settings.topic_transactions, model_version=version, labels=labels,
                                   reference=self.model.reference_performance(version),
@@ -182,6 +190,7 @@ class DriftAggregator:
         w = stats["window"]
         w["offsets"] = {str(p.partition): [p.first_offset, p.last_offset] for p in kept}
         w["partials_of_other_models"] = len(partials) - len(kept)
+        w["labels_of_other_models"] = other_models
         w["partitions_missing"] = window.partitions_missing
         w["complete"] = window.complete
         stats["concept"].update(self.health.window(

@@ -7,8 +7,9 @@ transaction was scored. :class:`LabelJoiner` keeps, per labels partition, the sc
 and the labels that came first (:mod:`streams.label_pending`), and counts each label once by outcome in
 ``breeboost_labels_total{outcome}``:
 
-- ``joined``: matched its score (counted in the partition's :class:`detectors.records.LabelCounts`, shipped
-  as a :class:`detectors.records.LabelPartial` to drift.partials for the next window's ``concept`` section);
+- ``joined``: matched its score (counted in the partition's :class:`detectors.records.LabelCounts` of the
+  model version that scored it, shipped as a :class:`detectors.records.LabelPartial` of that version to
+  drift.partials for the next window's ``concept`` section: a window counts its own model's labels only);
 - ``duplicate``: a second label for a transaction (joined already, or a label held already);
 - ``malformed``: not a label (dead-lettered to ``labels_dlq_topic`` with reason ``label_invalid_json`` or
   ``label_invalid``);
@@ -28,7 +29,7 @@ and the labels that came first (:mod:`streams.label_pending`), and counts each l
 >>> scores = Msg("scores.by_id", 0, 0, encode_routed(routed))
 >>> label = lambda tid, y, o: Msg("labels", 0, o, orjson.dumps({"transaction_id": tid, "isFraud": y}), timestamp=8.0)
 >>> out = join.join([label("t3", 0, 0), scores, label("t1", 1, 1), label("t1", 1, 2), Msg("labels", 0, 3, b"{")])
->>> out.outcomes, len(out.dead_letters), join.counts[0].tp
+>>> out.outcomes, len(out.dead_letters), join.counts[0][""].tp     # "": the record named no model
 ({'joined': 1, 'duplicate': 1, 'malformed': 1}, 1, 1)
 >>> join.expire(now=1000.0), [type(r).__name__ for r in join.take_partials(now=1000.0)]
 ({'unknown': 1}, ['LabelPartial'])
@@ -47,7 +48,7 @@ from breeboost.logs import log
 from breeboost.settings import Settings
 from detectors.records import LabelCounts, LabelPartial
 from streams.decode import dlq_record
-from streams.label_pending import JOINED, EarlyLabels, PendingScores
+from streams.label_pending import EarlyLabels, PendingByModel
 from streams.label_route import decode_routed
 from streams.records import Message, Record
 
@@ -74,9 +75,16 @@ class JoinOutcome:
 
 @dataclass
 class _Partition:
-    scores: PendingScores
+    scores: PendingByModel
     early: EarlyLabels
-    counts: LabelCounts = field(default_factory=LabelCounts)
+    counts: dict[str, LabelCounts] = field(default_factory=dict)   # by the model version that scored
+
+    def count(self, label: int, hits: list[tuple[str, float, int]]) -> None:
+        for version, probability, predicted in hits:
+            c = self.counts.get(version)
+            if c is None:
+                c = self.counts[version] = LabelCounts()
+            c.add(label, probability, predicted)
 
 
 class _Bad(Exception):
@@ -132,14 +140,14 @@ class LabelJoiner:
         st = self.partitions.get(partition)
         if st is None:
             s = self.settings
-            st = self.partitions[partition] = _Partition(PendingScores(s.label_horizon_s, s.label_horizon_count),
+            st = self.partitions[partition] = _Partition(PendingByModel(s.label_horizon_s, s.label_horizon_count),
                                                          EarlyLabels(s.label_wait_s, self.early_labels))
         return st
 
     @property
-    def counts(self) -> dict[int, LabelCounts]:
-        """Joined label counts not yet shipped, by labels partition (read-only view)."""
-        return {p: st.counts for p, st in self.partitions.items() if st.counts.n}
+    def counts(self) -> dict[int, dict[str, LabelCounts]]:
+        """Joined label counts not yet shipped, by labels partition and model version (read-only view)."""
+        return {p: dict(st.counts) for p, st in self.partitions.items() if st.counts}
 
     def pending(self) -> tuple[int, int]:
         """``(scores waiting for a label, labels waiting for a score)`` over the partitions held."""
@@ -176,7 +184,7 @@ class LabelJoiner:
         st = self._state(partition)
         self.join(scores, quiet=True)
         self.join(labels, quiet=True)
-        st.counts = LabelCounts()      # nothing re-read is counted again
+        st.counts = {}                 # nothing re-read is counted again
         return {"partition": partition, "scores_read": len(scores), "labels_read": len(labels),
                 "scores_pending": len(st.scores), "labels_waiting": len(st.early)}
 
@@ -187,7 +195,7 @@ class LabelJoiner:
             log(_log, "bad routed scores skipped", level=logging.WARNING, partition=m.partition, offset=m.offset,
                 error=str(e))
             return
-        st.scores.add(rec.ids, rec.values(), rec.event_time_min, rec.event_time_max,
+        st.scores.add(rec.model_version, rec.ids, rec.values(), rec.event_time_min, rec.event_time_max,
                       time.time() if m.timestamp is None else m.timestamp)
         early = st.early
         if len(early):
@@ -199,9 +207,9 @@ class LabelJoiner:
                 self._joined(st, tid, early.pop(tid), tally)
 
     def _joined(self, st: _Partition, tid: str, label: int, tally: dict[str, int]) -> None:
-        hit = st.scores.take(tid)
-        if isinstance(hit, tuple):
-            st.counts.add(label, hit[0], hit[1])
+        hits, _ = st.scores.take(tid)
+        if hits:
+            st.count(label, hits)
             tally["joined"] = tally.get("joined", 0) + 1
         else:   # pragma: no cover - an early label's id was not pending (it only waits while unknown)
             tally["duplicate"] = tally.get("duplicate", 0) + 1
@@ -217,17 +225,17 @@ class LabelJoiner:
                 out.reasons.append(parsed.reason)
                 continue
             tid, y, t = parsed
-            hit = scores.take(tid)
-            if hit is None:
-                why = "duplicate" if tid in early else scores.classify(t)
+            hits, joined_before = scores.take(tid)
+            if hits:
+                st.count(y, hits)
+                why = "joined"
+            elif joined_before or tid in early:
+                why = "duplicate"
+            else:
+                why = scores.classify(t)
                 if why is None:
                     early.add(tid, y, m.timestamp or time.time())
                     continue
-            elif hit is JOINED:
-                why = "duplicate"
-            else:
-                st.counts.add(y, hit[0], hit[1])
-                why = "joined"
             tally[why] = tally.get(why, 0) + 1
 
     # -- timers and the lifecycle ----------------------------------------------------------------
@@ -244,9 +252,9 @@ class LabelJoiner:
         now = time.time() if now is None else now
         out = []
         for p, st in sorted(self.partitions.items()):
-            if st.counts.n:
-                out.append(LabelPartial(self.labels_topic, p, st.counts, now))
-                st.counts = LabelCounts()
+            for version, counts in sorted(st.counts.items()):
+                out.append(LabelPartial(self.labels_topic, p, counts, now, model_version=version))
+            st.counts = {}
         return out
 
     def drop(self, partitions: Iterable[int]) -> None:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["EarlyLabels", "JOINED", "PendingScores"]
+__all__ = ["EarlyLabels", "JOINED", "PendingByModel", "PendingScores"]
 
 #: Event-time ranges whose drop reason :meth:`PendingScores.classify` remembers.
 MAX_DROP_RANGES = 64
@@ -109,6 +109,11 @@ class PendingScores:
         self._young_min, self._young_max = math.inf, -math.inf
         self._young_since, self._young_last = math.inf, -math.inf
 
+    def waiting(self) -> int:
+        """Ids held that no label joined yet."""
+        return sum(1 for v in self._young.values() if v is not JOINED) + \
+            sum(1 for v in self._old.values() if v is not JOINED)
+
     def take(self, tid: str) -> tuple[float, int] | str | None:
         """``(probability, fraud_label)`` of a pending id, marking it joined; :data:`JOINED` for one joined
         before; ``None`` for an id not here."""
@@ -139,6 +144,83 @@ class PendingScores:
         if event_time < self.clock - self.horizon_s:
             return "late_beyond_horizon"
         return None
+
+
+class PendingByModel:
+    """The pending scores of one labels partition, a :class:`PendingScores` per model version that scored
+    them: a label is counted for the model that scored its transaction, so the windows of a new champion
+    are judged on its own scores, not on the old one's still being labelled (and a challenger's shadow
+    scores of the same transaction are counted for it, beside the champion's).
+
+    A version that no longer scores (replaced) keeps its scores until they are beyond the horizon on both
+    clocks of the partition (its newest score ``2 * horizon_s`` older than the newest of any version), or
+    until ``keep`` newer versions came.
+
+    >>> s = PendingByModel(horizon_s=10.0, count=100)
+    >>> s.add("v1", ["a", "b"], [0.5, 0.25], 0.0, 0.0, at=0.0)
+    >>> s.add("v2", ["b", "c"], [-0.75, 0.1], 1.0, 1.0, at=1.0)      # b: scored by both (a shadow score)
+    >>> s.take("b"), s.take("b"), s.take("x")
+    (([('v1', 0.25, 0), ('v2', 0.75, 1)], False), ([], True), ([], False))
+    >>> s.add("v2", ["d"], [0.5], 25.0, 25.0, at=25.0)                # v1's newest is 2 horizons old: it goes
+    >>> s.versions(), len(s)
+    (['v2'], 3)
+    """
+
+    def __init__(self, horizon_s: float, count: int, keep: int = 4) -> None:
+        self.horizon_s = horizon_s
+        self.count = count
+        self.keep = keep
+        self._stores: dict[str, PendingScores] = {}
+        self._last_at: dict[str, float] = {}
+        self.dropped = 0               # ids dropped unjoined with a retired version
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self._stores.values())
+
+    def versions(self) -> list[str]:
+        return list(self._stores)
+
+    def add(self, version: str, ids: list[str], scores: list[float], t_min: float, t_max: float, at: float) -> None:
+        """Scores of one routed record of ``version`` (see :meth:`PendingScores.add`)."""
+        store = self._stores.get(version)
+        if store is None:
+            store = self._stores[version] = PendingScores(self.horizon_s, self.count)
+        store.add(ids, scores, t_min, t_max, at)
+        self._last_at[version] = max(self._last_at.get(version, at), at)
+        if len(self._stores) > 1:
+            self._retire(at)
+
+    def _retire(self, at: float) -> None:
+        clock = max(s.clock for s in self._stores.values())
+        by_age = sorted(self._stores, key=self._last_at.__getitem__)
+        for i, v in enumerate(by_age[:-1]):
+            old = self._stores[v]
+            beyond = old.clock < clock - 2 * self.horizon_s and self._last_at[v] < at - 2 * self.horizon_s
+            if beyond or len(by_age) - i > self.keep:
+                self.dropped += old.waiting() + old.dropped
+                del self._stores[v], self._last_at[v]
+
+    def take(self, tid: str) -> tuple[list[tuple[str, float, int]], bool]:
+        """``([(version, probability, fraud_label), ...], joined_before)``: every version that scored ``tid``
+        and was waiting for its label (now marked joined), and whether some version had it joined already
+        (a duplicate, when the list is empty)."""
+        hits: list[tuple[str, float, int]] = []
+        joined = False
+        for v, store in self._stores.items():
+            h = store.take(tid)
+            if h is None:
+                continue
+            if h is JOINED:
+                joined = True
+            else:
+                hits.append((v, h[0], h[1]))
+        return hits, joined
+
+    def classify(self, event_time: float | None) -> str | None:
+        """:meth:`PendingScores.classify` by the version that scored most recently."""
+        if not self._stores:
+            return None
+        return self._stores[max(self._last_at, key=self._last_at.__getitem__)].classify(event_time)
 
 
 class EarlyLabels:

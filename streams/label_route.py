@@ -120,11 +120,10 @@ class ScoreRoute:
     Inactive (``add`` costs nothing and keeps nothing) until :meth:`activate`: a process without the route
     task (tests, tools, the oracle) routes nothing."""
 
-    def __init__(self, partitions: int, model_version: str = "") -> None:
+    def __init__(self, partitions: int) -> None:
         if partitions < 1:
             raise ValueError(f"partitions must be >= 1, got {partitions}")
         self.partitions = partitions
-        self.model_version = model_version
         self._ready: list[tuple[int, bytes, bytes]] = []
         self._event: asyncio.Event | None = None
         self.records = 0
@@ -137,9 +136,10 @@ class ScoreRoute:
         return self
 
     def add(self, ids: list, probability: np.ndarray, label: np.ndarray, input_partitions: list[int],
-            now: float, event_times: np.ndarray | None = None) -> None:
+            now: float, event_times: np.ndarray | None = None, model_version: str = "") -> None:
         """Route a micro-batch's scored transactions (``ids``: their ``transaction_id`` strings; a
-        non-string id is not routed: no label can name it)."""
+        non-string id is not routed: no label can name it) and the ``model_version`` that scored them (a
+        worker that reloads its model routes the next batch under the new version)."""
         if not self.active or not ids:
             return
         if set(map(type, ids)) != {str}:
@@ -163,7 +163,7 @@ class ScoreRoute:
             lo, hi = (float(np.nanmin(t)), float(np.nanmax(t))) if t is not None and np.isfinite(t).any() else (now, now)
             picked = rows.tolist()
             rec = RoutedScores(list(itemgetter(*picked)(ids)) if len(picked) > 1 else [ids[picked[0]]],
-                               signed[rows].astype("<f8").tobytes(), inputs, lo, hi, now, self.model_version)
+                               signed[rows].astype("<f8").tobytes(), inputs, lo, hi, now, model_version)
             self._ready.append((p, ids[int(rows[0])].encode(), encode_routed(rec)))
         self.transactions += len(ids)
         if self._event is not None:

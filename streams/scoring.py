@@ -117,7 +117,8 @@ class ScoringStage:
                               np.asarray(msgs.partitions, dtype=np.int64), np.asarray(msgs.offsets, dtype=np.int64), now)
         if not accepted.size:
             return events
-        scored = self.model.scorer.score_columns(columns)
+        scorer = self.model.scorer     # one model for the whole batch (a reload runs between batches)
+        scored = scorer.score_columns(columns)
         prob = np.asarray(scored.probability, dtype=np.float64)
         label = np.asarray(scored.label, dtype=np.int64)
         if in_order:
@@ -133,7 +134,7 @@ class ScoringStage:
         events.origins, events.features, events.probability, events.event_times = acc_origin, scored.features, prob, times
         id_col = self.model.spec.id
         if metrics is self.metrics and id_col and id_col in columns:   # a replay's scores were routed already
-            self.route.add(columns[id_col].tolist(), prob, label, msgs.partitions, now, times)
+            self.route.add(columns[id_col].tolist(), prob, label, msgs.partitions, now, times, scorer.version)
         events.items = acc_item
         metrics.predicted_fraud.inc(int(label.sum()))
         return events

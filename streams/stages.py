@@ -50,7 +50,7 @@ class WorkerStages:
         recent = RecentTransactions(horizon)
         labels = LabelJoin(recent, metrics)
         windows = WindowStage(model, settings, labels, metrics, sketch_buffer)
-        route = ScoreRoute(settings.partitions, scorer.version)   # routes once the label agents activate it
+        route = ScoreRoute(settings.partitions)   # routes once the label agents activate it
         scoring = ScoringStage(model, settings, windows, recent, metrics, route)
         return cls(model, scoring, windows, labels, DriftAggregator(model, settings, metrics), recent, metrics,
                    route, LabelJoiner(settings, metrics))

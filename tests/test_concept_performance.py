@@ -152,3 +152,33 @@ def test_the_aggregator_publishes_performance_detectors_and_the_estimate(small_m
     assert e.window_check.labelled == c.labelled and e.window_check.realised.fraud_rate == 0.0
     # the published JSON is the struct's, and round-trips
     assert decode_stats(encode_stats(stats[-1])) == stats[-1]
+
+
+def test_a_window_counts_the_labels_of_its_own_model_only(small_model):
+    """After a model switch the old model's scores are still being labelled for a while: those labels must
+    not count against the new model's windows (they are counted in labels_of_other_models)."""
+    from detectors.records import LabelPartial, encode_partial
+    from models.scorer import Scorer
+    from tests.test_streams import _messages, _settings
+    from streams.stages import WorkerStages
+
+    scorer = Scorer.load(small_model)
+    stages = WorkerStages.build(scorer, _settings(window_size=4000))
+    msgs = _messages(8_000, seed=33)
+    stats = []
+    own = LabelCounts()
+    own.add(1, 0.9, 1)
+    old = LabelCounts()
+    for _ in range(5):
+        old.add(1, 0.1, 0)                   # the old model missed these five frauds
+    for lo in range(0, len(msgs), 1000):
+        out = stages.scoring.process(msgs[lo:lo + 1000])
+        labels = [encode_partial(LabelPartial("labels", 0, own, 0.0, model_version=scorer.version)),
+                  encode_partial(LabelPartial("labels", 1, old, 0.0, model_version="old-champion")),
+                  encode_partial(LabelPartial("labels", 2, own, 0.0))]          # "": an older record, counted
+        stats += [decode_stats(v) for _, v in stages.aggregator.aggregate([v for _, v in out.partials] + labels)]
+    assert len(stats) >= 1
+    for s in stats:
+        assert s.model_version == scorer.version
+        assert s.window.labels_of_other_models == 5 * s.concept.labelled // 2
+        assert s.concept.tp == s.concept.labelled and s.concept.recall == 1.0

@@ -152,6 +152,45 @@ def test_event_time_running_ahead_of_the_clock_keeps_scores_for_their_labels():
     assert out.outcomes == {"late_beyond_horizon": 1}
 
 
+def test_labels_are_counted_for_the_model_that_scored_them():
+    # a switch mid-stream: a and b scored by v1, c by v2; b also scored by v2 (a shadow score of the same
+    # transaction). Each label is one outcome; its counts go to every model that scored it, one label
+    # partial per model version.
+    j = _joiner()
+    route = ScoreRoute(1).activate()
+    route.add(["a", "b"], np.array([0.9, 0.2]), np.array([1, 0]), [0], 1.0, model_version="v1")
+    route.add(["b", "c"], np.array([0.8, 0.7]), np.array([1, 1]), [0], 2.0, model_version="v2")
+    j.join(_routed(route))
+    out = j.join([_label("a", 1, 1, 0), _label("b", 1, 1, 1), _label("c", 0, 1, 2), _label("b", 1, 1, 3)])
+    assert out.outcomes == {"joined": 3, "duplicate": 1}
+    parts = {p.model_version: p.counts for p in j.take_partials(now=5.0)}
+    assert {v: (c.n, c.tp, c.fn, c.fp) for v, c in parts.items()} == {"v1": (2, 1, 1, 0), "v2": (2, 1, 0, 1)}
+    assert j.take_partials(now=6.0) == []
+
+
+def test_the_worker_routes_under_the_model_that_scored_each_batch(paysim_model, tmp_path):
+    from models.scorer import Scorer
+    from models.spec import load_spec
+    from models.training import TrainConfig, train_model
+    from simulator import generate
+    from streams.stages import WorkerStages
+    from tests.test_streams import _messages, _settings
+
+    first = Scorer.load(paysim_model)
+    stages = WorkerStages.build(first, _settings())
+    stages.route.activate()
+    msgs = _messages(2000, seed=3)
+    stages.scoring.process(msgs[:1000])
+    new_dir = tmp_path / "new"
+    train_model(generate(20_000, seed=4), load_spec(), TrainConfig(seed=4, n_estimators=10)).save(new_dir)
+    second = Scorer.load(new_dir)
+    stages.model.reload(second)
+    stages.scoring.process(msgs[1000:])
+    versions = [decode_routed(v).model_version for _, _, v in stages.route.take()]
+    assert versions and set(versions) == {first.version, second.version} and first.version != second.version
+    assert versions.index(second.version) > len(versions) - 1 - versions[::-1].index(first.version)
+
+
 def test_a_redelivered_record_does_not_reopen_a_joined_id():
     j = _joiner()
     route = ScoreRoute(4).activate()
