@@ -60,6 +60,8 @@ COMPRESSION_CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
 #: Which score records carry reason codes (models.explain): flagged ones, flagged or above the review
 #: threshold, every one, none.
 REASON_MODES = ("flagged", "review", "all", "none")
+#: Settings.shadow: score with the registry's challenger beside the champion, or not.
+SHADOW_MODES = ("challenger", "off")
 #: What event-time lag is measured against (detectors.freshness.lag_clock; this base module does not import
 #: the detectors).
 FRESHNESS_CLOCKS = ("wall", "stream")
@@ -93,6 +95,7 @@ class Settings:
     topic_incidents: str = _opt("incidents", "incident events", "topics")
     models_topic: str = _opt("models", "model registry events: every champion/challenger switch (created on first use)", "topics")
     scores_by_id_topic: str = _opt("", "the label join's repartition topic (empty: the scores topic's name + .by_id): each scored micro-batch's (transaction_id, probability) pairs, one record per labels partition, partitioned as the labels topic partitions transaction_id; created by the worker; not in topics()", "topics")
+    scores_shadow_topic: str = _opt("", "the challenger's shadow scores (empty: the scores topic's name + .shadow): one score message per transaction message, as on the scores topic, by the model registry's challenger while there is one (shadow); created by the worker; not in topics()", "topics")
     labels_dlq_topic: str = _opt("", "dead-letter topic for labels the join cannot read (empty: the labels topic's name + .dlq; reasons label_invalid_json, label_invalid); created by the worker; not in topics()", "topics")
     partitions: int = _opt(4, "partitions of every project topic (created by `breeboost broker`)", "topics", minimum=1)
     # --- processes --------------------------------------------------------------------------------
@@ -104,6 +107,7 @@ class Settings:
     model_dir: str = _opt("model", "model artifact directory", "model")
     nthread: int = _opt(1, "XGBoost threads used for scoring", "model", minimum=1)
     reasons: str = _opt("flagged", "which scores carry reason codes (top features by exact TreeSHAP contribution): flagged (fraud_label 1), review (flagged or probability >= review_threshold), all, none", "model", REASON_MODES)
+    shadow: str = _opt("challenger", "shadow scoring: challenger (the model registry's challenger, while there is one, scores every accepted transaction of the same batch too: scores.shadow, and both models' figures on the same labelled transactions in the window's shadow section) or off", "model", SHADOW_MODES)
     reasons_k: int = _opt(3, "reason codes per explained score (the top k features)", "model", minimum=1)
     review_threshold: float = _opt(0.1, "with reasons=review: scores at or above this probability carry reasons too; in (0, 1)", "model")
     window_size: int = _opt(10000, "drift window size in events (summed over partitions)", "streams", minimum=1)
@@ -164,6 +168,11 @@ class Settings:
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)
+
+    @property
+    def scores_shadow(self) -> str:
+        """The challenger's shadow scores: ``scores_shadow_topic``, or ``<topic_scores>.shadow``."""
+        return self.scores_shadow_topic or f"{self.topic_scores}.shadow"
 
     @property
     def scores_by_id(self) -> str:

@@ -110,6 +110,38 @@ def figures(counts: Any, values: np.ndarray | None = None, reference: Mapping[st
     return out
 
 
+def shadow_comparison(champion: str, paired: Mapping[tuple[str, str], Any], min_labels: int = 100,
+                      min_positives: int = 20) -> dict[str, Any] | None:
+    """The window's ``shadow`` section (:class:`detectors.records.ShadowComparison`): ``paired`` maps
+    ``(version, other)`` to ``version``'s merged label counts on the labels ``other`` scored too (the label
+    join's paired partials); the challenger is the version paired with ``champion`` on the most labels.
+    ``None``: no label was scored by both.
+
+    >>> from detectors.records import LabelCounts
+    >>> a, b = LabelCounts(), LabelCounts()
+    >>> for y, pa, pb in ((1, 0.4, 0.9), (0, 0.1, 0.2), (1, 0.7, 0.8)):
+    ...     a.add(y, pa, int(pa >= 0.5)); b.add(y, pb, int(pb >= 0.5))
+    >>> s = shadow_comparison("v1", {("v1", "v2"): a, ("v2", "v1"): b})
+    >>> s["challenger_version"], s["labelled"], s["champion"]["recall"], s["challenger"]["recall"]
+    ('v2', 3, 0.5, 1.0)
+    """
+    import msgspec
+
+    mine = {other: c for (version, other), c in paired.items() if version == champion and c.n}
+    if not mine:
+        return None
+    challenger = max(sorted(mine), key=lambda o: mine[o].n)
+    theirs = paired.get((challenger, champion))
+    if theirs is None:   # pragma: no cover - the join ships both of a pair together
+        return None
+    ours = mine[challenger]
+    return {"champion_version": champion, "challenger_version": challenger, "labelled": int(ours.n),
+            "positives": int(ours.tp + ours.fn),
+            "champion": figures(ours, min_labels=min_labels, min_positives=min_positives),
+            "challenger": figures(theirs, min_labels=min_labels, min_positives=min_positives),
+            "champion_counts": msgspec.structs.asdict(ours), "challenger_counts": msgspec.structs.asdict(theirs)}
+
+
 def reference_figures(reference: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """The test slice's metrics (``metadata.json["metrics"]["test"]``) as a Figures dict (``None``: none)."""
     if not reference:

@@ -36,11 +36,11 @@ from typing import Annotated, Any, Mapping, Union
 import msgspec
 
 from detectors.binning import LOGIT_LIMIT, LOGIT_WIDTH, N_BINS
-from detectors.concept_records import ConceptDetectors, ConceptPerformance, Estimate, ScoreBins
+from detectors.concept_records import ConceptDetectors, ConceptPerformance, Estimate, Figures, ScoreBins
 from detectors.errors import DetectorError
 
 __all__ = ["DriftPartial", "Progress", "LabelPartial", "PartialRecord", "LabelCounts", "AttributionSums", "ScoreBins", "DriftStats",
-           "StatsWindow",
+           "StatsWindow", "ShadowComparison",
            "NumericFeature", "CategoricalFeature", "NumericBins", "CategoricalBins", "Thresholds", "Freshness",
            "ScoreStats", "Concept", "ConceptReference", "PerformanceDrop", "Attribution", "FeatureAttribution",
            "RecordError", "encode_partial",
@@ -229,6 +229,9 @@ class LabelPartial(msgspec.Struct, tag_field="kind", tag="labels"):
     counts: LabelCounts
     sent_at: float
     model_version: str = ""     # the model that scored these transactions ("": not known, older records)
+    # not empty: ``counts`` holds only the labels whose transactions this other version scored too (a
+    # challenger in shadow beside the champion, #18): the same rows for both, for the window's ``shadow``
+    paired_with: str = ""
 
 
 PartialRecord = Union[DriftPartial, Progress, LabelPartial]
@@ -452,6 +455,23 @@ class Attribution(_Strict):
     moved: list[str]
 
 
+class ShadowComparison(_Strict):
+    """The registry's challenger scored in shadow beside the champion (``settings.shadow_scoring``): both
+    models' figures on the **same** labelled transactions, those whose labels were joined while this window
+    was pending and that both models scored (``labelled``, ``positives`` frauds among them). ``counts``:
+    each model's :class:`LabelCounts` on them, so windows pool exactly (the promotion guard's evidence). A
+    window whose labels met two challengers (one replaced another) carries the one with the most labels."""
+
+    champion_version: str
+    challenger_version: str
+    labelled: Count
+    positives: Count
+    champion: Figures
+    challenger: Figures
+    champion_counts: LabelCounts
+    challenger_counts: LabelCounts
+
+
 class DriftStats(_Strict, omit_defaults=True):
     """One drift window (the ``drift.stats`` record, keyed by the input topic). See docs/detectors.md for
     every field; every number is finite. ``attribution`` is absent when the window has no sample (the
@@ -475,6 +495,7 @@ class DriftStats(_Strict, omit_defaults=True):
     drifted_features: list[str]
     drift_detected: bool
     attribution: Attribution | None = None
+    shadow: ShadowComparison | None = None
 
 
 _stats_encoder = msgspec.json.Encoder()

@@ -72,13 +72,16 @@ def install_scoring_agents(app: Any, stages: Any, lifecycle: Any, settings: Sett
         stages.metrics.consumer_errors.inc()   # a failed hand-over or delivery: the worker stops unacked
         asyncio.ensure_future(app.crash(exc))
 
+    shadow_topic = raw_topic(app, settings.scores_shadow) if settings.shadow != "off" else None
     shipper = Shipper(Publisher(app, settings.topic_transactions), raw_topic(app, settings.topic_scores),
                       raw_topic(app, settings.topic_dlq), raw_topic(app, settings.topic_drift_partials),
-                      on_error=crash)
+                      on_error=crash, shadow_topic=shadow_topic)
     stats_topic = raw_topic(app, settings.topic_drift_stats)
 
     @app.task
     async def ship_outputs() -> None:
+        if shadow_topic is not None:
+            await shadow_topic.maybe_declare()   # no agent reads it: Faust would not create it
         await shipper.run()
 
     _install_score_agent(app, stages, lifecycle, settings, shipper, fetch_batches)
@@ -192,6 +195,10 @@ def _install_timers(app: Any, stages: Any, lifecycle: Any, settings: Settings, s
             new = model_watcher.poll()
             if new is not None:
                 await shipper.submit_partials(stages.model.reload(new))
+            if settings.shadow != "off":
+                changed, challenger = model_watcher.poll_challenger()
+                if changed:
+                    stages.model.set_shadow(challenger)
 
 
 class ConsumerPosition:

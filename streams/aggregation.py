@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from breeboost.logs import log
 from breeboost.settings import Settings
+from detectors.health import shadow_comparison
 from detectors.records import DriftPartial, LabelCounts, LabelPartial, RecordError, decode_partial, encode_stats
 from streams.gate import ClosedWindow, WindowGate
 from streams.model import ModelHolder
@@ -84,8 +85,9 @@ class DriftAggregator:
         self.health = ModelHealth(min_labels=self.config.min_labels, min_positives=self.config.min_positives)
         # label partials by the window they go to: the furthest any partition has reached when they come (the
         # labels joined while the stream was there), so a backlog of windows published at once shares them;
-        # each with the model version that scored its transactions
-        self.labels: dict[int, list[tuple[str, LabelCounts]]] = {}
+        # each with the model version that scored its transactions and, for the paired counts of a challenger
+        # in shadow, the version it is paired with ("" otherwise)
+        self.labels: dict[int, list[tuple[str, str, LabelCounts]]] = {}
         # a partition is given up on only after it was silent longer than a rebalance takes (the group's joins
         # are held up to the session timeout): scale events measured windows published short by one
         # partition with 3 s of grace (tests/test_scale_events.py)
@@ -121,7 +123,7 @@ class DriftAggregator:
     def _add_labels(self, partial: LabelPartial) -> None:
         gate = self.gate
         target = max(max(gate.progress.values(), default=-1), gate.published_upto + 1)
-        self.labels.setdefault(target, []).append((partial.model_version, partial.counts))
+        self.labels.setdefault(target, []).append((partial.model_version, partial.paired_with, partial.counts))
 
     def tick(self, now: float | None = None) -> list[Record]:
         """The windows whose missing partitions went silent (the timer)."""
@@ -175,11 +177,15 @@ class DriftAggregator:
             sketch.merge(self._sketch_cls.from_dict(compiled, p.sketch))
         labels = [p.labels for p in kept if p.labels is not None]
         other_models = 0
+        paired: dict[tuple[str, str], LabelCounts] = {}
         for k in [k for k in self.labels if k <= window.index]:
-            for scored_by, counts in self.labels.pop(k):
+            for scored_by, paired_with, counts in self.labels.pop(k):
+                if paired_with:     # the same labels again, on the rows a challenger scored in shadow too
+                    key = (scored_by, paired_with)
+                    paired[key] = LabelCounts().merge(paired[key]).merge(counts) if key in paired else counts
                 # a window judges its own model: after a switch, the old model's scores are still being
                 # labelled for a while, and would count against the new one
-                if scored_by in ("", version):
+                elif scored_by in ("", version):
                     labels.append(counts)
                 else:
                     other_models += counts.n
@@ -193,6 +199,9 @@ class DriftAggregator:
         w["labels_of_other_models"] = other_models
         w["partitions_missing"] = window.partitions_missing
         w["complete"] = window.complete
+        shadow = shadow_comparison(version, paired, self.config.min_labels, self.config.min_positives)
+        if shadow is not None:
+            stats["shadow"] = shadow
         stats["concept"].update(self.health.window(
             version, window.index, labels, [self._score_bins_of(p.sketch) for p in kept], profile,
             self.model.reference_performance(version), sketch.threshold, now=w["closed_at"]))

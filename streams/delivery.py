@@ -95,9 +95,10 @@ class Shipper:
     """
 
     def __init__(self, publisher: Publisher, scores_topic: Any, dlq_topic: Any, partials_topic: Any,
-                 on_error: Any, max_pending: int = 2) -> None:
+                 on_error: Any, max_pending: int = 2, shadow_topic: Any = None) -> None:
         self.publisher = publisher
         self.scores_topic, self.dlq_topic, self.partials_topic = scores_topic, dlq_topic, partials_topic
+        self.shadow_topic = shadow_topic    # the challenger's scores (None: they are not published)
         self.on_error = on_error
         self.max_pending = max_pending
         self.error: BaseException | None = None
@@ -147,6 +148,9 @@ class Shipper:
                 futures += await self.publisher.publish(self.dlq_topic, outcome.dead_letters,
                                                         outcome.dead_letter_partitions)
                 futures += await publish_records(self.partials_topic, outcome.partials)
+                if outcome.shadow_scores and self.shadow_topic is not None:
+                    futures += await self.publisher.publish(self.shadow_topic, outcome.shadow_scores,
+                                                            outcome.shadow_partitions)
             except Exception as exc:
                 self.fail(exc)
                 return

@@ -9,7 +9,9 @@ and the labels that came first (:mod:`streams.label_pending`), and counts each l
 
 - ``joined``: matched its score (counted in the partition's :class:`detectors.records.LabelCounts` of the
   model version that scored it, shipped as a :class:`detectors.records.LabelPartial` of that version to
-  drift.partials for the next window's ``concept`` section: a window counts its own model's labels only);
+  drift.partials for the next window's ``concept`` section: a window counts its own model's labels only;
+  a transaction the challenger also scored in shadow is counted for both, and again in a pair of
+  partials ``paired_with`` each other: both models on the same rows, the window's ``shadow`` section);
 - ``duplicate``: a second label for a transaction (joined already, or a label held already);
 - ``malformed``: not a label (dead-lettered to ``labels_dlq_topic`` with reason ``label_invalid_json`` or
   ``label_invalid``);
@@ -78,6 +80,8 @@ class _Partition:
     scores: PendingByModel
     early: EarlyLabels
     counts: dict[str, LabelCounts] = field(default_factory=dict)   # by the model version that scored
+    # (version, other version) -> version's counts on the labels both scored (a challenger in shadow)
+    paired: dict[tuple[str, str], LabelCounts] = field(default_factory=dict)
 
     def count(self, label: int, hits: list[tuple[str, float, int]]) -> None:
         for version, probability, predicted in hits:
@@ -85,6 +89,14 @@ class _Partition:
             if c is None:
                 c = self.counts[version] = LabelCounts()
             c.add(label, probability, predicted)
+        if len(hits) > 1:       # scored by the champion and, in shadow, by the challenger: the same row
+            for version, probability, predicted in hits:
+                for other, _, _ in hits:
+                    if other != version:
+                        c = self.paired.get((version, other))
+                        if c is None:
+                            c = self.paired[(version, other)] = LabelCounts()
+                        c.add(label, probability, predicted)
 
 
 class _Bad(Exception):
@@ -184,7 +196,7 @@ class LabelJoiner:
         st = self._state(partition)
         self.join(scores, quiet=True)
         self.join(labels, quiet=True)
-        st.counts = {}                 # nothing re-read is counted again
+        st.counts, st.paired = {}, {}  # nothing re-read is counted again
         return {"partition": partition, "scores_read": len(scores), "labels_read": len(labels),
                 "scores_pending": len(st.scores), "labels_waiting": len(st.early)}
 
@@ -195,8 +207,10 @@ class LabelJoiner:
             log(_log, "bad routed scores skipped", level=logging.WARNING, partition=m.partition, offset=m.offset,
                 error=str(e))
             return
-        st.scores.add(rec.model_version, rec.ids, rec.values(), rec.event_time_min, rec.event_time_max,
-                      time.time() if m.timestamp is None else m.timestamp)
+        at = time.time() if m.timestamp is None else m.timestamp
+        st.scores.add(rec.model_version, rec.ids, rec.values(), rec.event_time_min, rec.event_time_max, at)
+        if rec.shadow_version and rec.shadow_scores:
+            st.scores.add(rec.shadow_version, rec.ids, rec.shadow_values(), rec.event_time_min, rec.event_time_max, at)
         early = st.early
         if len(early):
             # from the smaller side: ~25k labels can wait on a partition behind a lagging scorer, and a
@@ -254,7 +268,9 @@ class LabelJoiner:
         for p, st in sorted(self.partitions.items()):
             for version, counts in sorted(st.counts.items()):
                 out.append(LabelPartial(self.labels_topic, p, counts, now, model_version=version))
-            st.counts = {}
+            for (version, other), counts in sorted(st.paired.items()):
+                out.append(LabelPartial(self.labels_topic, p, counts, now, model_version=version, paired_with=other))
+            st.counts, st.paired = {}, {}
         return out
 
     def drop(self, partitions: Iterable[int]) -> None:

@@ -39,7 +39,9 @@ class RoutedScores(msgspec.Struct, array_like=True):
     is the smallest negative float), so a pending transaction costs one float in the join
     (:func:`signed_scores`). ``partitions``: the input partitions of the batch; ``event_time_min`` and
     ``event_time_max``: its event-time range (``scored_at`` when the spec has no event time), the join's
-    stream clock; ``model_version``: the model that scored them."""
+    stream clock; ``model_version``: the model that scored them. ``shadow_version`` and ``shadow_scores``
+    (signed the same way): the registry's challenger's scores of the same ids, in shadow (empty: none), in
+    the same record so the join holds both before any label of these ids meets them."""
 
     ids: list[str]
     scores: bytes            # float64, little-endian: no float object made on the scoring path
@@ -48,10 +50,16 @@ class RoutedScores(msgspec.Struct, array_like=True):
     event_time_max: float
     scored_at: float
     model_version: str = ""
+    shadow_version: str = ""
+    shadow_scores: bytes = b""
 
     def values(self) -> list[float]:
         """The signed probabilities of :attr:`ids`, in order."""
         return np.frombuffer(self.scores, dtype="<f8").tolist()
+
+    def shadow_values(self) -> list[float]:
+        """The challenger's signed probabilities of :attr:`ids` (``[]``: not scored in shadow)."""
+        return np.frombuffer(self.shadow_scores, dtype="<f8").tolist()
 
 
 # MessagePack: float64 as 8 bytes, no float formatting (JSON cost ~3x as much to encode a record)
@@ -136,10 +144,12 @@ class ScoreRoute:
         return self
 
     def add(self, ids: list, probability: np.ndarray, label: np.ndarray, input_partitions: list[int],
-            now: float, event_times: np.ndarray | None = None, model_version: str = "") -> None:
+            now: float, event_times: np.ndarray | None = None, model_version: str = "",
+            shadow: tuple[str, np.ndarray, np.ndarray] | None = None) -> None:
         """Route a micro-batch's scored transactions (``ids``: their ``transaction_id`` strings; a
         non-string id is not routed: no label can name it) and the ``model_version`` that scored them (a
-        worker that reloads its model routes the next batch under the new version)."""
+        worker that reloads its model routes the next batch under the new version); ``shadow``: the
+        challenger's ``(version, probability, label)`` of the same rows."""
         if not self.active or not ids:
             return
         if set(map(type, ids)) != {str}:
@@ -147,9 +157,11 @@ class ScoreRoute:
             ids = [ids[j] for j in keep]
             probability, label = probability[keep], label[keep]
             event_times = None if event_times is None else event_times[keep]
+            shadow = None if shadow is None else (shadow[0], shadow[1][keep], shadow[2][keep])
             if not ids:
                 return
         signed = signed_scores(probability, label)
+        shadow_version, shadow_signed = (shadow[0], signed_scores(shadow[1], shadow[2])) if shadow else ("", None)
         parts = label_partitions(ids, self.partitions)
         times = event_times if event_times is not None and event_times.size else None
         inputs = sorted(set(input_partitions))
@@ -163,7 +175,9 @@ class ScoreRoute:
             lo, hi = (float(np.nanmin(t)), float(np.nanmax(t))) if t is not None and np.isfinite(t).any() else (now, now)
             picked = rows.tolist()
             rec = RoutedScores(list(itemgetter(*picked)(ids)) if len(picked) > 1 else [ids[picked[0]]],
-                               signed[rows].astype("<f8").tobytes(), inputs, lo, hi, now, model_version)
+                               signed[rows].astype("<f8").tobytes(), inputs, lo, hi, now, model_version,
+                               shadow_version,
+                               b"" if shadow_signed is None else shadow_signed[rows].astype("<f8").tobytes())
             self._ready.append((p, ids[int(rows[0])].encode(), encode_routed(rec)))
         self.transactions += len(ids)
         if self._event is not None:

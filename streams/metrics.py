@@ -52,6 +52,8 @@ class WorkerMetrics:
                                     buckets=_BATCH_BUCKETS, registry=registry)
         self.predicted_fraud = Counter("breeboost_predicted_fraud", "Transactions scored at or above the threshold",
                                        registry=registry)
+        self.shadow_scored = Counter("breeboost_shadow_scored", "Transactions the model registry's challenger "
+                                     "scored in shadow (scores.shadow)", registry=registry)
         self.feature_psi = Gauge("breeboost_feature_psi", "PSI of each feature in the last closed window",
                                  ["feature"], registry=registry)
         self.feature_ks = Gauge("breeboost_feature_ks_statistic", "KS D of each numeric feature in the last closed window",

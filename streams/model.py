@@ -5,6 +5,10 @@ model version this worker has served (compiled once), so the aggregator can merg
 reload split. :meth:`ModelHolder.reload` swaps the model for all stages at once: each stage that keeps
 state for a model subscribes and gets the new scorer (the window stage ships its open windows first, so a
 window never mixes two models' reference profiles).
+
+It also holds the **shadow** model (:meth:`ModelHolder.set_shadow`): the model registry's challenger,
+which the scoring stage runs on the same accepted rows as the champion (``settings.shadow``), its scores
+published on ``scores.shadow`` and routed beside the champion's to the label join; nothing else reads it.
 """
 from __future__ import annotations
 
@@ -38,6 +42,7 @@ class ModelHolder:
         self._by_fingerprint: dict[str, tuple[dict, Any]] = {}
         self._references: dict[str, dict | None] = {}
         self._listeners: list[ReloadListener] = []
+        self.shadow: Any | None = None      # the challenger in shadow (a Scorer), or None
         self._use(scorer)
 
     def _use(self, scorer: Any) -> None:
@@ -80,9 +85,21 @@ class ModelHolder:
     def subscribe(self, listener: ReloadListener) -> None:
         self._listeners.append(listener)
 
+    def set_shadow(self, scorer: Any | None) -> None:
+        """Score ``scorer`` (the registry's challenger) in shadow from the next batch on; ``None``: stop."""
+        if scorer is not None and scorer.version == self.scorer.version:
+            scorer = None       # promoted: the champion now
+        previous, self.shadow = self.shadow, scorer
+        if (previous and previous.version) != (scorer and scorer.version):
+            log(_log, "shadow model" if scorer is not None else "shadow scoring stopped",
+                version=scorer.version if scorer is not None else None,
+                previous=previous.version if previous is not None else None, champion=self.scorer.version)
+
     def reload(self, scorer: Any) -> list[Record]:
         """Serve ``scorer`` from the next batch on; returns what the stages must publish first."""
         self._use(scorer)
+        if self.shadow is not None and self.shadow.version == scorer.version:
+            self.set_shadow(None)
         flushed: list[Record] = []
         for listener in self._listeners:
             flushed += listener()

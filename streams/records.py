@@ -51,6 +51,8 @@ class Outcome:
     reasons: dict[str, int] = field(default_factory=dict)
     score_partitions: list[int] = field(default_factory=list)        # input partition of each score record
     dead_letter_partitions: list[int] = field(default_factory=list)  # and of each dead letter
+    shadow_scores: list[Record] = field(default_factory=list)        # the challenger's, for scores.shadow
+    shadow_partitions: list[int] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.scores or self.dead_letters or self.partials)
+        return bool(self.scores or self.dead_letters or self.partials or self.shadow_scores)

@@ -7,6 +7,9 @@ publishes it on the ``models`` topic), and the worker swaps it in between two mi
 is lost or scored twice. A plain artifact directory is watched through its ``metadata.json``, which
 ``breeboost train`` writes last. A half-written or corrupt artifact is refused and the current model keeps
 serving (logged, retried on the next poll). The worker polls every 2 seconds.
+
+:meth:`ModelWatcher.poll_challenger` follows the registry's challenger the same way, for shadow scoring
+(:meth:`streams.model.ModelHolder.set_shadow`).
 """
 from __future__ import annotations
 
@@ -48,6 +51,7 @@ class ModelWatcher:
         #: the re-baselined drift reference served (models.registry; None: the trained profile)
         self.current_reference = wanted[1] if wanted is not None and wanted[0] == current_version else None
         self.failures = 0
+        self.current_challenger: str | None = None    # the challenger loaded for shadow scoring
 
     def _watched(self) -> Path:
         registry = self.model_dir / "registry.json"
@@ -109,3 +113,31 @@ class ModelWatcher:
         except Exception as e:   # a notification: the switch itself has happened
             log(_log, "model switch not announced", level=logging.WARNING, error=str(e), **switch)
         return scorer
+
+    def poll_challenger(self) -> tuple[bool, Any | None]:
+        """``(changed, scorer)``: the registry's challenger when it changed since the last call
+        (``scorer`` ``None``: there is none any more, or it cannot be loaded: logged, the worker scores
+        without a shadow until the registry names another). A plain artifact directory has none."""
+        registry = self.model_dir / "registry.json"
+        try:
+            doc = orjson.loads(registry.read_bytes())
+            wanted = doc.get("challenger") if isinstance(doc, dict) else None
+        except FileNotFoundError:
+            wanted = None
+        except (OSError, orjson.JSONDecodeError):
+            return False, None    # being written: the next poll
+        if wanted == self.current_challenger:
+            return False, None
+        self.current_challenger = wanted
+        if wanted is None:
+            return True, None
+        from models.registry import Registry
+        from models.scorer import Scorer
+
+        try:
+            scorer = Scorer.load(Registry(self.model_dir).version_dir(str(wanted)), nthread=self.nthread)
+        except BreeBoostError as e:
+            log(_log, "challenger not loaded: no shadow scoring", level=logging.WARNING, challenger=wanted,
+                model_dir=str(self.model_dir), error=str(e))
+            return True, None
+        return True, scorer

@@ -12,9 +12,15 @@ window stage.
 Reason codes (``settings.reasons``, default ``flagged``): the rows that get them
 (:func:`models.explain.select_rows`: a few per thousand at PaySim's fraud rate) are explained in one
 ``pred_contribs`` call per batch (:class:`models.explain.Explainer`), and only their score objects change.
+
+Shadow (``settings.shadow``, #18): while the model registry has a challenger, it scores the same accepted
+rows of the same decoded batch (:attr:`streams.model.ModelHolder.shadow`); its score messages go to
+``scores.shadow`` (same shape, its version and threshold), and its scores travel beside the champion's in
+the routed records, so the label join counts both models on the same labelled transactions.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from operator import attrgetter
@@ -23,6 +29,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry
 
+from breeboost.logs import log
 from breeboost.rejections import Rejection, count_reasons
 from breeboost.settings import Settings
 from models.explain import Explainer, select_rows
@@ -39,6 +46,8 @@ from streams.records import Message, Outcome
 from streams.windowing import ScoredEvents, WindowStage
 
 __all__ = ["MessageColumns", "ScoringStage"]
+
+_log = logging.getLogger("breeboost.pipeline")
 
 _STR = {str}
 _FLOAT = {float}
@@ -127,14 +136,16 @@ class ScoringStage:
             acc_origin = np.asarray(batch.origins, dtype=np.int64)[accepted]
             acc_item = [batch.items[i] for i in accepted.tolist()]
         self.recent.set_scores(seqs if in_order else seqs[accepted], prob, label)
+        shadow = None if metrics is not self.metrics else self._shadow(columns)   # a replay's were published
         self._score_records(columns, prob, label, acc_origin, acc_item, msgs, now, out,
-                            self._reasons(scored.features, prob, label))
+                            self._reasons(scored.features, prob, label), shadow)
         et_col = self.model.spec.event_time
         times = np.asarray(columns[et_col], dtype=np.float64) if et_col and et_col in columns else None
         events.origins, events.features, events.probability, events.event_times = acc_origin, scored.features, prob, times
         id_col = self.model.spec.id
         if metrics is self.metrics and id_col and id_col in columns:   # a replay's scores were routed already
-            self.route.add(columns[id_col].tolist(), prob, label, msgs.partitions, now, times, scorer.version)
+            self.route.add(columns[id_col].tolist(), prob, label, msgs.partitions, now, times, scorer.version,
+                           None if shadow is None else (shadow[0].version, shadow[1], shadow[2]))
         events.items = acc_item
         metrics.predicted_fraud.inc(int(label.sum()))
         return events
@@ -174,6 +185,22 @@ class ScoringStage:
             batch.keep(keep)
         return np.array(seqs, dtype=np.int64)
 
+    def _shadow(self, columns: dict) -> tuple[Any, np.ndarray, np.ndarray] | None:
+        """The challenger's ``(scorer, probability, label)`` of the accepted rows (``None``: no shadow). A
+        challenger that cannot score them is dropped (logged): the champion's scores go on regardless."""
+        shadow = self.model.shadow
+        if shadow is None:
+            return None
+        try:
+            scored = shadow.score_columns(columns)
+        except Exception as e:   # noqa: BLE001 - the shadow must never cost the champion's scores
+            log(_log, "shadow model failed: shadow scoring stopped", level=logging.WARNING, version=shadow.version,
+                error=repr(e))
+            self.model.set_shadow(None)
+            return None
+        self.metrics.shadow_scored.inc(len(scored.probability))
+        return (shadow, np.asarray(scored.probability, dtype=np.float64), np.asarray(scored.label, dtype=np.int64))
+
     def _reasons(self, features: Any, prob: np.ndarray, label: np.ndarray) -> dict[int, bytes] | None:
         """The encoded reasons of the rows ``settings.reasons`` selects (``None``: no row)."""
         s = self.settings
@@ -187,9 +214,10 @@ class ScoringStage:
 
     def _score_records(self, columns: dict, prob: np.ndarray, label: np.ndarray, acc_origin: np.ndarray,
                        acc_item: list, msgs: MessageColumns, now: float, out: Outcome,
-                       reasons: dict[int, bytes] | None = None) -> None:
+                       reasons: dict[int, bytes] | None = None, shadow: tuple | None = None) -> None:
         """One score message per transaction message, one array of scores per envelope. No per-event
-        dict: see :func:`streams.encode.encode_scores` (``reasons``: row -> its encoded reasons)."""
+        dict: see :func:`streams.encode.encode_scores` (``reasons``: row -> its encoded reasons). ``shadow``:
+        the challenger's ``(scorer, probability, label)``, encoded the same way for ``scores.shadow``."""
         n = prob.size
         spec, scorer = self.model.spec, self.model.scorer
         id_col = columns.get(spec.id) if spec.id else None
@@ -218,6 +246,12 @@ class ScoringStage:
                                  float(scorer.threshold), scorer.version, now, firsts, reasons)
         out.scores += zip(map(msgs.keys.__getitem__, msg_origin), messages)
         out.score_partitions += map(msgs.partitions.__getitem__, msg_origin)
+        if shadow is not None:
+            challenger, s_prob, s_label = shadow
+            messages = encode_scores(tids, s_prob.tolist(), s_label.tolist(), origin_l, acc_item, lat_l, msgs.partitions,
+                                     msgs.offsets, float(challenger.threshold), challenger.version, now, firsts, None)
+            out.shadow_scores += zip(map(msgs.keys.__getitem__, msg_origin), messages)
+            out.shadow_partitions += map(msgs.partitions.__getitem__, msg_origin)
 
     @staticmethod
     def _dead_letter(messages: list[Message], rejections: list[Rejection], out: Outcome) -> None:

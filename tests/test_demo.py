@@ -48,6 +48,37 @@ def test_demo_fires_and_resolves_and_leaves_nothing_behind(tmp_path, paysim_mode
 
 
 @pytest.mark.slow
+def test_demo_closed_loop_retrains_promotes_and_resolves(tmp_path, paysim_model):
+    """``breeboost demo --scenario concept_shift``: the concept_drift incident, the retrain it waits for, the
+    guard, the automatic promotion and the resolution on the terminal; a new champion in the registry."""
+    import shutil
+
+    models = tmp_path / "models"
+    shutil.copytree(paysim_model, models)        # the retrain registers into it: not the shared fixture
+    env = dict(os.environ, BREEBOOST_MODEL_DIR=str(models))
+    r = subprocess.run([sys.executable, "-m", "breeboost.cli", "demo", "--scenario", "concept_shift",
+                        "--dashboard-port", "0", "--out", str(tmp_path / "run")], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=600)
+    out = r.stdout
+    assert r.returncode == 0, out[-3000:] + r.stderr[-3000:]
+    summary = orjson.loads((tmp_path / "run" / "summary.json").read_bytes())
+    assert summary["audit_ok"] and summary["missing"] == 0
+    champion = summary["champion"]
+    assert champion["before"] and champion["after"] and champion["before"] != champion["after"], out[-3000:]
+    actions = " | ".join(summary["actions"])
+    for step in ("retrain: waiting for", "retrain: started", "retrain: done", "promote-if-better: started",
+                 "promote-if-better: done"):
+        assert step in actions, actions
+    assert "incident FIRING" in out and "concept_drift" in out and "action   " in out
+    events = summary["incident_events"]
+    assert any("concept_drift" in k and k.startswith("resolved") for k in events), events
+    assert sum(n for k, n in events.items() if k.startswith("firing")) == sum(
+        n for k, n in events.items() if k.startswith("resolved")), events
+    time.sleep(1)
+    assert not _broker_pids(out)
+
+
+@pytest.mark.slow
 def test_demo_ctrl_c_stops_every_child(tmp_path, paysim_model):
     env = dict(os.environ, BREEBOOST_MODEL_DIR=paysim_model)
     p = subprocess.Popen([sys.executable, "-m", "breeboost.cli", "demo", "--out", str(tmp_path / "run")],

@@ -163,9 +163,32 @@ def test_labels_are_counted_for_the_model_that_scored_them():
     j.join(_routed(route))
     out = j.join([_label("a", 1, 1, 0), _label("b", 1, 1, 1), _label("c", 0, 1, 2), _label("b", 1, 1, 3)])
     assert out.outcomes == {"joined": 3, "duplicate": 1}
-    parts = {p.model_version: p.counts for p in j.take_partials(now=5.0)}
+    partials = j.take_partials(now=5.0)
+    parts = {p.model_version: p.counts for p in partials if not p.paired_with}
     assert {v: (c.n, c.tp, c.fn, c.fp) for v, c in parts.items()} == {"v1": (2, 1, 1, 0), "v2": (2, 1, 0, 1)}
+    # b, scored by both, once more in a pair of partials: each model on the rows both scored
+    pairs = {(p.model_version, p.paired_with): p.counts for p in partials if p.paired_with}
+    assert {k: (c.n, c.tp, c.fn, c.fp) for k, c in pairs.items()} == {("v1", "v2"): (1, 0, 1, 0),
+                                                                       ("v2", "v1"): (1, 1, 0, 0)}
     assert j.take_partials(now=6.0) == []
+
+
+def test_shadow_scores_travel_with_the_champions_and_pair_even_for_early_labels():
+    # the challenger's scores ride in the champion's routed record: a label that came first meets both
+    j = _joiner()
+    route = ScoreRoute(1).activate()
+    early = j.join([_label("e1", 1, 1, 0), _label("e2", 0, 1, 1)])
+    assert early.outcomes == {}
+    route.add(["e1", "e2", "e3"], np.array([0.3, 0.1, 0.6]), np.array([0, 0, 1]), [0], 1.0, model_version="champ",
+              shadow=("chall", np.array([0.9, 0.05, 0.2]), np.array([1, 0, 0])))
+    rec = decode_routed(route._ready[0][2])
+    assert rec.shadow_version == "chall" and rec.shadow_values() == [-0.9, 0.05, 0.2]
+    assert j.join(_routed(route)).outcomes == {"joined": 2}
+    assert j.join([_label("e3", 1, 1, 2)]).outcomes == {"joined": 1}
+    pairs = {(p.model_version, p.paired_with): p.counts for p in j.take_partials(now=5.0) if p.paired_with}
+    assert {k: (c.n, c.tp, c.fn, c.fp, c.tn) for k, c in pairs.items()} == {("champ", "chall"): (3, 1, 1, 0, 1),
+                                                                             ("chall", "champ"): (3, 1, 1, 0, 1)}
+    assert pairs[("champ", "chall")].positive_bins != pairs[("chall", "champ")].positive_bins
 
 
 def test_the_worker_routes_under_the_model_that_scored_each_batch(paysim_model, tmp_path):

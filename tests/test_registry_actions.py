@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from incident.actions import ActionLedger, PromotionGuard, action_id
@@ -90,7 +91,7 @@ def _retrain_out(champion_auprc, challenger_auprc):
 def test_replayed_incident_events_run_no_action_twice_across_restarts(tmp_path):
     from incident.actions import ActionsEngine
 
-    config = {"actions": {"promote": {"auto": True}, "retrain": {"labels_after": 0}}}
+    config = {"actions": {"promote": {"auto": True, "evidence": "offline"}, "retrain": {"labels_after": 0}}}
     jobs = _Jobs({"retrain": _retrain_out(0.5, 0.8), "promote": (0, "")})
     engine = ActionsEngine(config, ActionLedger(tmp_path / "a.json"), jobs, "models")
     updates = engine.observe([_fired(), _fired(), {**_fired(), "event": "updated"}])
@@ -110,7 +111,7 @@ def test_the_engine_never_promotes_a_worse_challenger_and_records_failures(tmp_p
 
     jobs = _Jobs({"retrain": _retrain_out(0.8, 0.7)})
     now = {"labels_after": 0}
-    engine = ActionsEngine({"actions": {"promote": {"auto": True}, "retrain": now}}, ActionLedger(tmp_path / "a.json"),
+    engine = ActionsEngine({"actions": {"promote": {"auto": True, "evidence": "offline"}, "retrain": now}}, ActionLedger(tmp_path / "a.json"),
                            jobs, "m")
     engine.observe([_fired()])
     texts = [u["notes"][-1]["text"] for u in engine.poll()]
@@ -120,7 +121,7 @@ def test_the_engine_never_promotes_a_worse_challenger_and_records_failures(tmp_p
     failing.observe([_fired()])
     assert [u["notes"][-1]["text"] for u in failing.poll()] == ["retrain: failed (exit code 1)"]
     # not automatic by default: the guard's verdict is a proposal
-    proposing = ActionsEngine({"actions": {"retrain": now}}, ActionLedger(tmp_path / "c.json"),
+    proposing = ActionsEngine({"actions": {"retrain": now, "promote": {"evidence": "offline"}}}, ActionLedger(tmp_path / "c.json"),
                               _Jobs({"retrain": _retrain_out(0.5, 0.8)}), "m")
     proposing.observe([_fired()])
     assert "confirm with breeboost model promote" in proposing.poll()[1]["notes"][-1]["text"]
@@ -212,3 +213,75 @@ def test_a_retrain_waits_for_labels_after_its_incident(tmp_path):
     assert restarted.observe_windows([window(9, 9000)]) == [] and len(jobs.started) == 1
     with pytest.raises(PolicyError, match="labels_after"):
         ActionsEngine({"actions": {"retrain": {"labels_after": -1}}}, ActionLedger(tmp_path / "b.json"), jobs, "m")
+
+
+def _shadow_window(index, champion_counts, challenger_counts, challenger="v2"):
+    import msgspec
+
+    return {"window": {"index": index}, "model_version": "v1", "concept": {"labelled": champion_counts.n},
+            "shadow": {"champion_version": "v1", "challenger_version": challenger,
+                       "labelled": champion_counts.n,
+                       "champion_counts": msgspec.structs.asdict(champion_counts),
+                       "challenger_counts": msgspec.structs.asdict(challenger_counts)}}
+
+
+def _scored(rng, n, fraud_rate, skill):
+    """LabelCounts of ``n`` labelled rows scored by a model whose frauds score ~``skill`` (0.5: a coin)."""
+    from detectors.records import LabelCounts
+
+    c = LabelCounts()
+    for y in (rng.random(n) < fraud_rate).astype(int).tolist():
+        p = float(np.clip(rng.normal(skill if y else 1 - skill, 0.15), 0.0, 1.0))
+        c.add(y, p, int(p >= 0.5))
+    return c
+
+
+def test_promotion_waits_for_the_shadow_evidence_and_pools_it_exactly(tmp_path):
+    """evidence = shadow (default): a challenger that passes offline is promoted only once the windows'
+    shadow sections (both models on the same labelled rows) hold min_labelled rows; pooled exactly (the
+    figures of the pooled counts are those of all rows at once); a restart resumes the wait; a challenger
+    worse in shadow is not promoted, nor one without enough shadow evidence within shadow_windows."""
+    from detectors.health import figures
+    from detectors.records import LabelCounts
+    from incident.actions import ActionsEngine
+
+    rng = np.random.default_rng(7)
+    config = {"actions": {"promote": {"auto": True, "min_labelled": 5000, "min_positives": 50, "shadow_windows": 6},
+                          "retrain": {"labels_after": 0}}}
+    jobs = _Jobs({"retrain": _retrain_out(0.5, 0.8), "promote": (0, "")})
+    engine = ActionsEngine(config, ActionLedger(tmp_path / "a.json"), jobs, "m")
+    engine.observe([_fired()])
+    texts = [u["notes"][-1]["text"] for u in engine.poll()]
+    assert "passes offline" in texts[1] and "waiting for 5000 labelled" in texts[1] and len(jobs.started) == 1
+    pairs = [(_scored(rng, 2000, 0.03, 0.55), _scored(rng, 2000, 0.03, 0.9)) for _ in range(3)]
+    assert engine.observe_windows([_shadow_window(10, *pairs[0]), _shadow_window(10, *pairs[0])]) == []  # once
+    # the agent restarts mid-wait: the evidence so far is on disk
+    engine = ActionsEngine(config, ActionLedger(tmp_path / "a.json"), jobs, "m")
+    assert engine.observe_windows([_shadow_window(11, *pairs[1])]) == []
+    (ev,) = engine.observe_windows([_shadow_window(12, *pairs[2])])
+    text = ev["notes"][-1]["text"]
+    assert text.startswith("promote-if-better: started (v2 passes the guard: in shadow, 3 of 3 windows")
+    assert jobs.started[-1][:3] == ["model", "promote", "v2"]
+    whole = [LabelCounts(), LabelCounts()]
+    for a, b in pairs:
+        whole[0].merge(a), whole[1].merge(b)
+    want = figures(whole[0]), figures(whole[1])
+    assert f"challenger AUPRC {want[1]['auprc']:.4g} >= champion {want[0]['auprc']:.4g}" in text
+    assert f"on {whole[0].n} rows ({whole[0].tp + whole[0].fn} frauds)" in text
+
+    # worse in shadow (it had passed offline): not promoted
+    worse = ActionsEngine(config, ActionLedger(tmp_path / "b.json"), _Jobs({"retrain": _retrain_out(0.5, 0.8)}), "m")
+    worse.observe([_fired()])
+    worse.poll()
+    out = worse.observe_windows([_shadow_window(20 + i, _scored(rng, 2000, 0.03, 0.9), _scored(rng, 2000, 0.03, 0.6))
+                                 for i in range(3)])
+    assert len(out) == 1 and "does not pass the guard (in shadow" in out[0]["notes"][-1]["text"]
+
+    # no shadow section for shadow_windows windows (workers with shadow = off): not promoted, and says why
+    blind = ActionsEngine(config, ActionLedger(tmp_path / "c.json"), _Jobs({"retrain": _retrain_out(0.5, 0.8)}), "m")
+    blind.observe([_fired()])
+    blind.poll()
+    plain = [{"window": {"index": 30 + i}, "model_version": "v1", "concept": {"labelled": 1000}} for i in range(6)]
+    assert blind.observe_windows(plain[:5]) == []
+    (ev,) = blind.observe_windows(plain[5:])
+    assert "in shadow, 0 of 6 windows: 0 labelled rows (0 frauds): fewer than 5000 (50)" in ev["notes"][-1]["text"]

@@ -66,7 +66,7 @@ def _setup(tmp_path, kafka_settings):
     reg = Registry(tmp_path / "models")
     old = reg.add(_artifact(tmp_path, "old"), by="t").champion
     new = reg.add(_artifact(tmp_path, "new"), by="t", challenger=True).challenger
-    config = {"actions": {"promote": {"auto": True}, "retrain": {"labels_after": 0},
+    config = {"actions": {"promote": {"auto": True, "evidence": "offline"}, "retrain": {"labels_after": 0},
                           "rollback": {"windows": 3, "settle": 1, "min_labelled": 1000, "min_positives": 20}}}
     launcher = _Launcher(kafka_settings, tmp_path / "logs", new)
     engine = ActionsEngine(config, ActionLedger(tmp_path / "state" / "actions.json"), launcher, str(reg.path))
@@ -131,7 +131,7 @@ def test_no_baseline_no_watch(tmp_path, kafka_settings):
     reg.add(_artifact(tmp_path, "old"), by="t")
     new = reg.add(_artifact(tmp_path, "new"), by="t", challenger=True).challenger
     launcher = _Launcher(kafka_settings, tmp_path / "logs", new)
-    engine = ActionsEngine({"actions": {"promote": {"auto": True}, "retrain": {"labels_after": 0}}},
+    engine = ActionsEngine({"actions": {"promote": {"auto": True, "evidence": "offline"}, "retrain": {"labels_after": 0}}},
                            ActionLedger(tmp_path / "a.json"), launcher,
                            str(reg.path))
     engine.observe([{"incident_id": "inc-00000000000b", "event": "fired", "type": "concept_drift", "severity": "P1",

@@ -4,6 +4,12 @@ broker -> (train a model if none) -> scoring worker + incident agent (separate p
 -> simulator (calm, then a drift scenario, then calm) -> incidents printed live as they fire and resolve ->
 summary. With ``--keep`` the whole system then keeps running (the dashboard stays live) until Ctrl-C.
 Every child process is tied to this one: Ctrl-C (or its death) stops them all.
+
+``--scenario concept_shift`` is the closed loop (#18): a fraud pattern the model was never trained on, from
+a third of the stream to its end (a real change of behaviour does not revert). The incident agent runs with
+an actions policy that promotes automatically (``OUT/policy.toml``), so the terminal shows the
+concept_drift incident, the retrain it waits for and starts, the guard's comparison, the promotion, the
+new champion served and the incident resolving; the summary lists every action and both champions.
 """
 from __future__ import annotations
 
@@ -35,10 +41,18 @@ _log = logging.getLogger("breeboost.demo")
 DASHBOARD_PORT = 8501
 #: Seconds the children get to stop on SIGTERM (all at once) before they are killed.
 STOP_GRACE_S = 4.0
+#: The closed loop's stream (``--scenario concept_shift``): time after the shift for the incident, the labels
+#: the retrain waits for, the retrain and the promotion, and windows of the new champion after that.
+LOOP_COUNT = 400_000
+LOOP_POLICY = """# breeboost demo --scenario concept_shift: the closed loop, promotion without a person
+[actions.promote]
+auto = true
+"""
 
 
 def add_demo_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--count", type=int, default=150_000, help="transactions to simulate (default 150000)")
+    p.add_argument("--count", type=int, default=None,
+                   help=f"transactions to simulate (default 150000; {LOOP_COUNT} with --scenario concept_shift)")
     p.add_argument("--rate", type=float, default=5000.0, help="simulator events per second (default 5000)")
     p.add_argument("--scenario", default="amount_scale:factor=3",
                    help="drift scenario NAME[:k=v,...] injected in the middle third (default amount_scale:factor=3; "
@@ -109,9 +123,23 @@ def _tail_incidents(settings: Settings, seen: list[dict], stop: threading.Event)
     for ev in read_topic_json(settings, settings.topic_incidents, idle_timeout_s=None, timeout_s=None, stop=stop,
                               poll_ms=300):
         seen.append(ev)
+        note = _action_note(ev)
+        if note is not None:
+            _print(f"  action   {ev.get('severity', '?')} {ev.get('type', '?')}: {note}")
+            continue
+        if ev.get("event") == "updated":
+            continue      # a person's or a rule's update of an incident already printed
         feats = ",".join((ev.get("details") or {}).get("affected_features") or [])
         _print(f"  incident {str(ev.get('status', '?')).upper():9s} {ev.get('severity', '?')} "
                f"{ev.get('type', '?')}{'(' + feats + ')' if feats else ''}: {ev.get('summary', '')}")
+
+
+def _action_note(ev: dict) -> str | None:
+    """The text of the note an automatic action added to an incident (an ``updated`` event by the agent)."""
+    notes = ev.get("notes") or []
+    if ev.get("event") != "updated" or not notes or notes[-1].get("author") != "auto":
+        return None
+    return str(notes[-1].get("text"))
 
 
 @dataclass
@@ -127,15 +155,20 @@ class _DemoRun:
     incidents: list[dict] = field(default_factory=list)
     stop_tail: threading.Event = field(default_factory=threading.Event)
     dashboard_url: str | None = None
+    loop: bool = False                 # the closed loop: concept_shift, actions on, automatic promotion
+    champions: list[str | None] = field(default_factory=list)   # before and after
 
     @classmethod
     def plan(cls, args: argparse.Namespace, settings: Settings) -> "_DemoRun":
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         outdir = Path(args.out or f"demo-run-{stamp}").resolve()
         outdir.mkdir(parents=True, exist_ok=True)
+        loop = args.scenario.split(":", 1)[0] == "concept_shift"
+        if args.count is None:
+            args.count = LOOP_COUNT if loop else 150_000
         start = args.scenario_start if args.scenario_start is not None else args.count // 3
-        end = args.scenario_end if args.scenario_end is not None else (2 * args.count) // 3
-        return cls(outdir, Path(settings.model_dir).resolve(), start, end)
+        end = args.scenario_end if args.scenario_end is not None else args.count if loop else (2 * args.count) // 3
+        return cls(outdir, Path(settings.model_dir).resolve(), start, end, loop=loop)
 
     def stop_children(self) -> None:
         """SIGTERM to every child at once, then up to :data:`STOP_GRACE_S` in all before the rest are killed
@@ -174,8 +207,9 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
         if not args.keep:
             run.stop_children()
         audit, windows, report = _results(broker, run)
-        code = _summary(run.outdir, audit, run.incidents, run.children, run.ports, windows, report,
-                        run.dashboard_url if args.keep else None)
+        if run.loop:
+            run.champions.append(_champion(run.model_dir))
+        code = _summary(run, audit, windows, report, run.dashboard_url if args.keep else None)
         if args.keep:
             _keep_running(run)
     except KeyboardInterrupt:
@@ -271,14 +305,30 @@ def _start_agents(s: Settings, run: _DemoRun) -> None:
     env = _env(s, model_dir=str(run.model_dir))
     run.children.append(_Child("worker", BB + ["worker", "--role", "scoring", "--metrics-port",
                                                str(run.ports["worker"])], run.outdir, env))
+    policy: list[str] = []
+    if run.loop:
+        (run.outdir / "policy.toml").write_text(LOOP_POLICY)
+        policy = ["--policy", str(run.outdir / "policy.toml")]
+        run.champions.append(_champion(run.model_dir))
+        _print(f"      closed loop: concept_drift -> retrain -> guarded promotion, automatic "
+               f"({run.outdir / 'policy.toml'}); champion {run.champions[0]}")
     run.children.append(_Child("incident", BB + ["worker", "--role", "incident", "--metrics-port",
                                                  str(run.ports["incident"]), "--state-dir", str(run.outdir / "state"),
-                                                 "--incident-log", str(run.outdir / "incident_log.jsonl")],
+                                                 "--incident-log", str(run.outdir / "incident_log.jsonl"), *policy],
                                run.outdir, env))
     _print(f"[3/5] scoring worker (metrics http://127.0.0.1:{run.ports['worker']}/metrics) and incident agent "
            f"(metrics http://127.0.0.1:{run.ports['incident']}/metrics) starting")
     _wait_ready(run.children, run.ports)
     threading.Thread(target=_tail_incidents, args=(s, run.incidents, run.stop_tail), daemon=True).start()
+
+
+def _champion(model_dir: Path) -> str | None:
+    from models.registry import Registry
+
+    try:
+        return Registry(model_dir).state().champion
+    except Exception:   # noqa: BLE001 - no registry readable: the summary says so
+        return None
 
 
 def _simulate(args: argparse.Namespace, s: Settings, run: _DemoRun) -> None:
@@ -361,17 +411,23 @@ def _wait_ready(children: list[_Child], ports: dict[str, int], timeout_s: float 
         raise BreeBoostError(f"{sorted(pending)} not ready after {timeout_s:.0f}s")
 
 
-def _summary(outdir: Path, audit: Any, incidents: list[dict], children: list[_Child], ports: dict, windows: int,
-             report: Path | None, dashboard_url: str | None = None) -> int:
+def _summary(run: _DemoRun, audit: Any, windows: int, report: Path | None, dashboard_url: str | None = None) -> int:
+    outdir, incidents = run.outdir, run.incidents
     by_kind: dict[str, int] = {}
     for e in incidents:
+        if e.get("event") == "updated":
+            continue
         k = f"{e.get('status')} {e.get('severity')} {e.get('type')}"
         by_kind[k] = by_kind.get(k, 0) + 1
+    actions = [f"{e.get('type')} {e.get('incident_id')}: {note}" for e in incidents
+               if (note := _action_note(e)) is not None]
     a = audit.as_dict()
     summary = {"produced": a["produced"], "scored": a["scored"], "dead_lettered": a["dead_lettered"],
                "missing": a["missing"], "audit_ok": a["ok"], "windows": windows, "incident_events": by_kind,
-               "dlq_by_reason": a["dlq_by_reason"], "report": str(report) if report else None,
-               "logs": {c.name: str(c.log_path) for c in children}, "folder": str(outdir)}
+               "actions": actions, "dlq_by_reason": a["dlq_by_reason"], "report": str(report) if report else None,
+               "logs": {c.name: str(c.log_path) for c in run.children}, "folder": str(outdir)}
+    if run.loop:
+        summary["champion"] = {"before": run.champions[0], "after": run.champions[-1]}
     (outdir / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
     _print("")
     _print("Summary")
@@ -382,8 +438,13 @@ def _summary(outdir: Path, audit: Any, incidents: list[dict], children: list[_Ch
         _print(f"  incidents: {n} x {k}")
     if not by_kind:
         _print("  incidents: none")
+    for line in actions:
+        _print(f"  action: {line}")
+    if run.loop:
+        before, after = run.champions[0], run.champions[-1]
+        _print(f"  champion: {before} -> {after}" + ("" if before != after else " (unchanged)"))
     served = "are served" if dashboard_url else "were served"
-    _print(f"  metrics {served} at " + ", ".join(f"{k} http://127.0.0.1:{v}/metrics" for k, v in ports.items()))
+    _print(f"  metrics {served} at " + ", ".join(f"{k} http://127.0.0.1:{v}/metrics" for k, v in run.ports.items()))
     if dashboard_url:
         _print(f"  dashboard: {dashboard_url}")
     _print(f"  logs: {outdir}/*.log (one JSON object per line); summary: {outdir / 'summary.json'}")

@@ -35,21 +35,28 @@ fed every ``drift.stats`` record) and runs ``breeboost model rollback --by auto`
 []
 >>> [e["notes"][-1]["text"] for e in engine.observe_windows([window(5, 3000), window(6, 3000)])]
 ['retrain: started (6000 labels joined in 2 windows after the incident)']
->>> [e["notes"][-1]["text"] for e in engine.poll()]
-['retrain: done (challenger v2)', 'promote-if-better: started (v2 passes the guard: ...)']
+>>> [e["notes"][-1]["text"][:60] for e in engine.poll()]      # it passes offline: now the live evidence
+['retrain: done (challenger v2)', 'promote-if-better: v2 passes offline (challenger AUPRC 0.7 >']
+>>> counts = lambda tp, fn, b: {"n": 1000, "tp": tp, "fn": fn, "fp": 0, "tn": 1000 - tp - fn,
+...                             "positive_bins": {b: 25}, "negative_bins": {50: 975}}   # frauds' score bin b
+>>> shadow = {"challenger_version": "v2", "champion_counts": counts(5, 20, 40), "challenger_counts": counts(24, 1, 99)}
+>>> [e["notes"][-1]["text"][:80] for e in engine.observe_windows([{**window(7, 1000), "shadow": shadow}])]
+['promote-if-better: started (v2 passes the guard: in shadow, 1 of 1 windows: chal']
 >>> jobs.started[-1][:3]
 ['model', 'promote', 'v2']
 """
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from typing import Any, Mapping, Protocol
 
+import msgspec
 import orjson
 
 from incident.actions.ledger import ActionLedger, action_id
-from incident.actions.promotion import PromotionGuard
+from incident.actions.promotion import PromotionGuard, ShadowEvidence
 from incident.actions.rollback import Pooled, RollbackWatch
 from incident.errors import PolicyError
 
@@ -92,6 +99,13 @@ class _Waiting:
             self.after = max(self._batch, default=-1)
 
 
+class _ShadowWait(msgspec.Struct):
+    """A promotion waiting for shadow evidence: its incident (the latest event seen) and the evidence."""
+
+    incident: dict
+    evidence: ShadowEvidence
+
+
 def _iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
 
@@ -128,6 +142,9 @@ class ActionsEngine:
         self._recent: dict[str, dict[int, Pooled]] = {}
         self._promoting: dict[str, tuple[str, str | None]] = {}   # promote action id -> (version, old champion)
         self._waiting: dict[str, _Waiting] = {}   # retrains waiting for labels after their incident
+        # promotions that passed offline, waiting for the live shadow evidence (saved: a restart resumes them)
+        self._shadow_path = ledger.path.with_name("shadow-evidence.json")
+        self._shadow: dict[str, _ShadowWait] = self._load_shadow()
 
     # -- incident events in -------------------------------------------------------------------------
     def observe(self, events: list[Mapping[str, Any]]) -> list[dict]:
@@ -208,6 +225,17 @@ class ActionsEngine:
         aid = action_id(str(incident["incident_id"]), "promote-if-better", "fired")
         version = str(result.get("version"))
         decision = self.guard.decide(result.get("comparison") or {})
+        if decision.promote and self.guard.evidence == "shadow" and not self.dry_run:
+            # the offline comparison passed; now the live one: the challenger scored in shadow by the workers
+            self._shadow[aid] = _ShadowWait(incident, ShadowEvidence(version))
+            self._save_shadow()
+            g = self.guard
+            return self._event(incident, aid, f"promote-if-better: {version} passes offline ({decision.reason}); "
+                                              f"waiting for {g.min_labelled} labelled transactions ({g.min_positives} "
+                                              f"frauds) scored by both models in shadow, at most {g.shadow_windows} windows")
+        return self._decide(aid, incident, version, decision)
+
+    def _decide(self, aid: str, incident: dict, version: str, decision: Any) -> dict:
         if not decision.promote or not decision.automatic:
             self.ledger.start(aid, "promote-if-better", "auto")
             verdict = "passes" if decision.promote else "does not pass"
@@ -219,6 +247,51 @@ class ActionsEngine:
                 f"guard passed: {decision.reason}"]
         self._promoting[aid] = (version, self._champion())
         return self._start(aid, "promote-if-better", incident, argv, f"{version} passes the guard: {decision.reason}")
+
+    def _count_shadow(self, stats: Mapping[str, Any]) -> list[dict]:
+        """One drift window towards each promotion waiting for shadow evidence; decide those now judged."""
+        out = []
+        for aid, w in list(self._shadow.items()):
+            w.evidence.add(stats)
+            ev = w.evidence
+            if not self.guard.enough(ev) and ev.windows_seen < self.guard.shadow_windows:
+                continue
+            del self._shadow[aid]
+            comparison = ev.comparison()
+            decision = self.guard.decide(comparison)
+            if decision.promote and self._challenger() not in (ev.challenger, None):
+                decision = type(decision)(False, False, f"{ev.challenger} is no longer the registry's challenger")
+            where = f"in shadow, {len(ev.windows)} of {ev.windows_seen} windows: "
+            decision = type(decision)(decision.promote, decision.automatic, where + decision.reason)
+            out.append(self._decide(aid, w.incident, ev.challenger, decision))
+        self._save_shadow()      # once a window while any promotion waits: a restart resumes with it
+        return out
+
+    def _challenger(self) -> str | None:
+        """The registry's challenger ("" when it has none; ``None`` when there is no registry to ask)."""
+        from models.registry import Registry
+
+        try:
+            state = Registry(self.model_dir).state()
+        except Exception:   # noqa: BLE001 - unreadable: the promote command says why, if it fails
+            return None
+        return (state.challenger or "") if state.versions else None
+
+    def _save_shadow(self) -> None:
+        """The promotions waiting for shadow evidence, beside the ledger (write-then-rename): a restarted
+        agent resumes them."""
+        tmp = self._shadow_path.with_name(self._shadow_path.name + ".tmp")
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(msgspec.json.encode(self._shadow))
+        os.replace(tmp, self._shadow_path)
+
+    def _load_shadow(self) -> dict[str, "_ShadowWait"]:
+        try:
+            return msgspec.json.decode(self._shadow_path.read_bytes(), type=dict[str, _ShadowWait])
+        except FileNotFoundError:
+            return {}
+        except msgspec.DecodeError:
+            return {}
 
     # -- the rollback watch ---------------------------------------------------------------------------
     def _champion(self) -> str | None:
@@ -266,6 +339,8 @@ class ActionsEngine:
             if verdict is not None:
                 out += self._verdict(verdict)
             out += self._count_labels_after(index, counts.labelled)
+            if self._shadow:
+                out += self._count_shadow(stats)
         for w in self._waiting.values():
             w.batch_done()
         return out

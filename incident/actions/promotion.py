@@ -6,6 +6,13 @@ at its own threshold is not lower than the champion's at its own (less ``recall_
 (default ``false``) says whether a passing challenger is promoted without a person: with ``auto = false``
 the guard still says what it would do, and a person runs ``breeboost model promote``.
 
+``evidence`` says on which rows: ``shadow`` (default) judges the retrain's offline comparison first (its
+held-out newest labelled rows, scored by both) and then, once the workers score the new challenger in
+shadow, the live evidence: the drift windows' ``shadow`` sections (both models on the same labelled
+transactions, :class:`ShadowEvidence`), pooled until they hold ``min_labelled`` rows and ``min_positives``
+frauds, for at most ``shadow_windows`` windows (then it decides on what it has: too few is "not
+promoted"). ``offline`` decides on the retrain's comparison alone.
+
 >>> guard = PromotionGuard.from_policy({"actions": {"promote": {"auto": True, "min_labelled": 100}}})
 >>> cmp_ = {"rows": 500, "positives": 40, "champion": {"auprc": 0.70, "recall": 0.80},
 ...         "challenger": {"auprc": 0.78, "recall": 0.82}}
@@ -22,9 +29,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+import msgspec
+
 from incident.errors import PolicyError
 
-__all__ = ["PromotionGuard", "PromotionDecision"]
+__all__ = ["PromotionGuard", "PromotionDecision", "ShadowEvidence", "EVIDENCE"]
+
+#: What the guard judges a challenger on: the live shadow windows after the offline comparison, or that alone.
+EVIDENCE = ("shadow", "offline")
 
 
 @dataclass(frozen=True)
@@ -51,8 +63,13 @@ class PromotionGuard:
     min_positives: int = 20
     margin: float = 0.01
     recall_tolerance: float = 0.0
+    evidence: str = "shadow"
+    shadow_windows: int = 30
 
     def __post_init__(self) -> None:
+        if self.evidence not in EVIDENCE:
+            raise PolicyError(f"actions.promote.evidence: expected one of {', '.join(EVIDENCE)}, got {self.evidence!r}")
+        _number(self.shadow_windows, "actions.promote.shadow_windows", 1)
         if not isinstance(self.auto, bool):
             raise PolicyError(f"actions.promote.auto: expected true or false, got {self.auto!r}")
         _number(self.min_labelled, "actions.promote.min_labelled", 1)
@@ -64,7 +81,8 @@ class PromotionGuard:
     def from_policy(cls, config: Mapping[str, Any]) -> "PromotionGuard":
         """From a policy's whole config (``Policy.config``): its ``[actions.promote]`` table, if any."""
         table = dict((config.get("actions") or {}).get("promote") or {})
-        unknown = set(table) - {"auto", "min_labelled", "min_positives", "margin", "recall_tolerance"}
+        unknown = set(table) - {"auto", "min_labelled", "min_positives", "margin", "recall_tolerance", "evidence",
+                                "shadow_windows"}
         if unknown:
             raise PolicyError(f"actions.promote: unknown key(s) {sorted(unknown)}")
         return cls(**table)
@@ -89,3 +107,75 @@ class PromotionGuard:
 
     def _no(self, reason: str) -> PromotionDecision:
         return PromotionDecision(False, False, reason)
+
+    def enough(self, evidence: "ShadowEvidence") -> bool:
+        return evidence.labelled >= self.min_labelled and evidence.positives >= self.min_positives
+
+
+class ShadowEvidence(msgspec.Struct):
+    """The drift windows' ``shadow`` sections that judged ``challenger`` against the champion, pooled
+    exactly (their label counts add), each window once; ``windows_seen``: windows published since the
+    evidence began, with a shadow section or not.
+
+    >>> ev = ShadowEvidence("v2")
+    >>> counts = lambda tp, fn, fp, tn: {"n": tp + fn + fp + tn, "tp": tp, "fn": fn, "fp": fp, "tn": tn}
+    >>> w = {"window": {"index": 7}, "shadow": {"challenger_version": "v2", "champion_version": "v1",
+    ...      "champion_counts": counts(2, 8, 1, 989), "challenger_counts": counts(9, 1, 2, 988)}}
+    >>> ev.add(w), ev.add(w), ev.labelled, ev.positives     # the same window twice: counted once
+    (True, False, 1000, 10)
+    >>> c = ev.comparison(); c["champion"]["recall"], c["challenger"]["recall"], c["source"]
+    (0.2, 0.9, 'shadow')
+    """
+
+    challenger: str
+    windows: list[int] = []
+    windows_seen: int = 0
+    champion_counts: dict = {}
+    challenger_counts: dict = {}
+
+    @property
+    def labelled(self) -> int:
+        return int(self.champion_counts.get("n") or 0)
+
+    @property
+    def positives(self) -> int:
+        return int((self.champion_counts.get("tp") or 0) + (self.champion_counts.get("fn") or 0))
+
+    def add(self, stats: Mapping[str, Any]) -> bool:
+        """Count one drift.stats record (decoded); ``True`` if its shadow section judged this challenger."""
+        index = int(stats["window"]["index"])
+        if index in self.windows:
+            return False
+        self.windows_seen += 1
+        shadow = stats.get("shadow") or {}
+        if shadow.get("challenger_version") != self.challenger:
+            return False
+        self.windows.append(index)
+        self.champion_counts = _merged(self.champion_counts, shadow.get("champion_counts") or {})
+        self.challenger_counts = _merged(self.challenger_counts, shadow.get("challenger_counts") or {})
+        return True
+
+    def comparison(self) -> dict[str, Any]:
+        """The pooled figures in the shape :meth:`PromotionGuard.decide` reads (``source``: ``shadow``)."""
+        from detectors.health import figures
+        from detectors.records import LabelCounts
+
+        a, b = (figures(msgspec.convert(c, LabelCounts, str_keys=True))
+                for c in (self.champion_counts, self.challenger_counts))
+        return {"rows": self.labelled, "positives": self.positives, "windows": len(self.windows), "source": "shadow",
+                "champion": {"auprc": a["auprc"], "recall": a["recall"], "precision": a["precision"]},
+                "challenger": {"auprc": b["auprc"], "recall": b["recall"], "precision": b["precision"]}}
+
+
+def _merged(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict:
+    """Two LabelCounts dicts added (their bins too)."""
+    out = dict(a)
+    for k, v in b.items():
+        if isinstance(v, dict):
+            bins = {str(i): c for i, c in (out.get(k) or {}).items()}
+            for i, c in v.items():
+                bins[str(i)] = bins.get(str(i), 0) + c
+            out[k] = bins
+        else:
+            out[k] = (out.get(k) or 0) + v
+    return out
