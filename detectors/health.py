@@ -110,31 +110,38 @@ def figures(counts: Any, values: np.ndarray | None = None, reference: Mapping[st
     return out
 
 
-def shadow_comparison(champion: str, paired: Mapping[tuple[str, str], Any], min_labels: int = 100,
+def shadow_comparison(champion: str, pairs: Iterable[Any], min_labels: int = 100,
                       min_positives: int = 20) -> dict[str, Any] | None:
-    """The window's ``shadow`` section (:class:`detectors.records.ShadowComparison`): ``paired`` maps
-    ``(version, other)`` to ``version``'s merged label counts on the labels ``other`` scored too (the label
-    join's paired partials); the challenger is the version paired with ``champion`` on the most labels.
-    ``None``: no label was scored by both.
+    """The window's ``shadow`` section (:class:`detectors.records.ShadowComparison`) from the label join's
+    :class:`detectors.records.PairedLabels` folded into it: those whose champion is this window's model
+    (labels of rows a former champion scored, still arriving after a promotion, are not its evidence),
+    merged per challenger; the challenger with the most labels. ``None``: no label scored by both.
 
-    >>> from detectors.records import LabelCounts
+    >>> from detectors.records import LabelCounts, PairedLabels
     >>> a, b = LabelCounts(), LabelCounts()
     >>> for y, pa, pb in ((1, 0.4, 0.9), (0, 0.1, 0.2), (1, 0.7, 0.8)):
     ...     a.add(y, pa, int(pa >= 0.5)); b.add(y, pb, int(pb >= 0.5))
-    >>> s = shadow_comparison("v1", {("v1", "v2"): a, ("v2", "v1"): b})
+    >>> s = shadow_comparison("v1", [PairedLabels("labels", 0, "v1", "v2", a, b, 0.0)])
     >>> s["challenger_version"], s["labelled"], s["champion"]["recall"], s["challenger"]["recall"]
     ('v2', 3, 0.5, 1.0)
+    >>> shadow_comparison("v2", [PairedLabels("labels", 0, "v1", "v2", a, b, 0.0)]) is None   # v1's rows
+    True
     """
     import msgspec
 
-    mine = {other: c for (version, other), c in paired.items() if version == champion and c.n}
-    if not mine:
+    from detectors.records import LabelCounts
+
+    merged: dict[str, tuple[Any, Any]] = {}
+    for p in pairs:
+        if p.champion_version != champion or not p.champion.n:
+            continue
+        ours, theirs = merged.setdefault(p.challenger_version, (LabelCounts(), LabelCounts()))
+        ours.merge(p.champion)
+        theirs.merge(p.challenger)
+    if not merged:
         return None
-    challenger = max(sorted(mine), key=lambda o: mine[o].n)
-    theirs = paired.get((challenger, champion))
-    if theirs is None:   # pragma: no cover - the join ships both of a pair together
-        return None
-    ours = mine[challenger]
+    challenger = max(sorted(merged), key=lambda v: merged[v][0].n)
+    ours, theirs = merged[challenger]
     return {"champion_version": champion, "challenger_version": challenger, "labelled": int(ours.n),
             "positives": int(ours.tp + ours.fn),
             "champion": figures(ours, min_labels=min_labels, min_positives=min_positives),

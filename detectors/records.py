@@ -39,7 +39,7 @@ from detectors.binning import LOGIT_LIMIT, LOGIT_WIDTH, N_BINS
 from detectors.concept_records import ConceptDetectors, ConceptPerformance, Estimate, Figures, ScoreBins
 from detectors.errors import DetectorError
 
-__all__ = ["DriftPartial", "Progress", "LabelPartial", "PartialRecord", "LabelCounts", "AttributionSums", "ScoreBins", "DriftStats",
+__all__ = ["DriftPartial", "Progress", "LabelPartial", "PairedLabels", "PartialRecord", "LabelCounts", "AttributionSums", "ScoreBins", "DriftStats",
            "StatsWindow", "ShadowComparison",
            "NumericFeature", "CategoricalFeature", "NumericBins", "CategoricalBins", "Thresholds", "Freshness",
            "ScoreStats", "Concept", "ConceptReference", "PerformanceDrop", "Attribution", "FeatureAttribution",
@@ -229,22 +229,35 @@ class LabelPartial(msgspec.Struct, tag_field="kind", tag="labels"):
     counts: LabelCounts
     sent_at: float
     model_version: str = ""     # the model that scored these transactions ("": not known, older records)
-    # not empty: ``counts`` holds only the labels whose transactions this other version scored too (a
-    # challenger in shadow beside the champion, #18): the same rows for both, for the window's ``shadow``
-    paired_with: str = ""
 
 
-PartialRecord = Union[DriftPartial, Progress, LabelPartial]
+class PairedLabels(msgspec.Struct, tag_field="kind", tag="paired_labels"):
+    """The labels one label-join partition joined since its previous partial whose transactions the
+    champion (``champion_version``, when it scored them) **and** its challenger in shadow
+    (``challenger_version``) both scored: each model's :class:`LabelCounts` on the same rows, in one record
+    so the aggregator folds both halves into the same window (its ``shadow`` section). These labels are
+    in the :class:`LabelPartial` of each version too; an aggregator that predates this kind skips it."""
+
+    topic: str
+    partition: Count
+    champion_version: str
+    challenger_version: str
+    champion: LabelCounts
+    challenger: LabelCounts
+    sent_at: float
+
+
+PartialRecord = Union[DriftPartial, Progress, LabelPartial, PairedLabels]
 _partial_encoder = msgspec.json.Encoder()
 _partial_decoder = msgspec.json.Decoder(PartialRecord)
 
 
-def encode_partial(record: DriftPartial | Progress | LabelPartial) -> bytes:
+def encode_partial(record: DriftPartial | Progress | LabelPartial | PairedLabels) -> bytes:
     """The bytes of a drift.partials record."""
     return _partial_encoder.encode(record)
 
 
-def decode_partial(data: bytes) -> DriftPartial | Progress | LabelPartial:
+def decode_partial(data: bytes) -> DriftPartial | Progress | LabelPartial | PairedLabels:
     """A drift.partials record from its bytes; :class:`RecordError` if it is not one."""
     try:
         return _partial_decoder.decode(data)

@@ -18,6 +18,7 @@ from typing import Any
 from breeboost.logs import log
 from breeboost.settings import Settings
 from streams.delivery import Publisher, Shipper, publish_records, split_by_bytes
+from streams.faust_config import restart_livelock_clock
 from streams.frameworks import read_position
 from streams.label_agents import install_label_agents
 from streams.watchdog import StallWatchdog
@@ -97,6 +98,14 @@ def install_scoring_agents(app: Any, stages: Any, lifecycle: Any, settings: Sett
 
     _install_timers(app, stages, lifecycle, settings, shipper, stats_topic, model_watcher)
     app.on_partitions_assigned.connect(lifecycle.on_partitions_assigned)
+
+    async def livelock_clock(sender: Any, assigned: Any, **_: Any) -> None:
+        # Faust's livelock check: "since start" is since this assignment
+        if not restart_livelock_clock(app):
+            log(_log, "Faust's livelock clock not found: its check may log false errors after a rebalance",
+                level=logging.WARNING)
+
+    app.on_partitions_assigned.connect(livelock_clock)
     app.on_partitions_revoked.connect(lifecycle.on_partitions_revoked)
     return shipper
 

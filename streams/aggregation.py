@@ -18,7 +18,8 @@ from prometheus_client import CollectorRegistry, Gauge
 from breeboost.logs import log
 from breeboost.settings import Settings
 from detectors.health import shadow_comparison
-from detectors.records import DriftPartial, LabelCounts, LabelPartial, RecordError, decode_partial, encode_stats
+from detectors.records import (DriftPartial, LabelCounts, LabelPartial, PairedLabels, RecordError, decode_partial,
+                               encode_stats)
 from streams.gate import ClosedWindow, WindowGate
 from streams.model import ModelHolder
 from streams.records import Record
@@ -85,9 +86,10 @@ class DriftAggregator:
         self.health = ModelHealth(min_labels=self.config.min_labels, min_positives=self.config.min_positives)
         # label partials by the window they go to: the furthest any partition has reached when they come (the
         # labels joined while the stream was there), so a backlog of windows published at once shares them;
-        # each with the model version that scored its transactions and, for the paired counts of a challenger
-        # in shadow, the version it is paired with ("" otherwise)
-        self.labels: dict[int, list[tuple[str, str, LabelCounts]]] = {}
+        # each with the model version that scored its transactions
+        self.labels: dict[int, list[tuple[str, LabelCounts]]] = {}
+        # the paired labels of a challenger in shadow, by the window they go to (the same rule)
+        self.pairs: dict[int, list[PairedLabels]] = {}
         # a partition is given up on only after it was silent longer than a rebalance takes (the group's joins
         # are held up to the session timeout): scale events measured windows published short by one
         # partition with 3 s of grace (tests/test_scale_events.py)
@@ -111,7 +113,7 @@ class DriftAggregator:
             except RecordError as e:
                 log(_log, "bad partial skipped", level=logging.WARNING, error=str(e))
                 continue
-            if isinstance(partial, LabelPartial):   # the label join's counts, folded into a window to publish
+            if isinstance(partial, (LabelPartial, PairedLabels)):   # the label join's, folded into a window
                 self._add_labels(partial)
                 continue
             late_before = self.gate.late
@@ -120,10 +122,13 @@ class DriftAggregator:
                 self.metrics.late_partials.inc()
         return self._publish(closed)
 
-    def _add_labels(self, partial: LabelPartial) -> None:
+    def _add_labels(self, partial: LabelPartial | PairedLabels) -> None:
         gate = self.gate
         target = max(max(gate.progress.values(), default=-1), gate.published_upto + 1)
-        self.labels.setdefault(target, []).append((partial.model_version, partial.paired_with, partial.counts))
+        if isinstance(partial, PairedLabels):
+            self.pairs.setdefault(target, []).append(partial)
+        else:
+            self.labels.setdefault(target, []).append((partial.model_version, partial.counts))
 
     def tick(self, now: float | None = None) -> list[Record]:
         """The windows whose missing partitions went silent (the timer)."""
@@ -137,17 +142,18 @@ class DriftAggregator:
         gate.published_upto = max(gate.published_upto, published_upto)
         late, now = gate.late, time.time() if now is None else now
         pending_partials = 0
-        self.labels = {}
+        self.labels, self.pairs = {}, {}
         for v in values:
             try:
                 partial = decode_partial(v)
             except RecordError:
                 continue
-            if isinstance(partial, LabelPartial):
+            if isinstance(partial, (LabelPartial, PairedLabels)):
                 self._add_labels(partial)
                 continue
             if isinstance(partial, DriftPartial) and partial.window_index <= gate.published_upto:
-                self.labels = {}    # label partials before a published window's partial: folded into it (or earlier)
+                # label partials before a published window's partial: folded into it (or earlier)
+                self.labels, self.pairs = {}, {}
             gate.add(partial, now, publish=False)
             pending_partials += isinstance(partial, DriftPartial) and partial.window_index > gate.published_upto
         gate.late = late           # not late arrivals: this is a re-read
@@ -177,15 +183,11 @@ class DriftAggregator:
             sketch.merge(self._sketch_cls.from_dict(compiled, p.sketch))
         labels = [p.labels for p in kept if p.labels is not None]
         other_models = 0
-        paired: dict[tuple[str, str], LabelCounts] = {}
         for k in [k for k in self.labels if k <= window.index]:
-            for scored_by, paired_with, counts in self.labels.pop(k):
-                if paired_with:     # the same labels again, on the rows a challenger scored in shadow too
-                    key = (scored_by, paired_with)
-                    paired[key] = LabelCounts().merge(paired[key]).merge(counts) if key in paired else counts
+            for scored_by, counts in self.labels.pop(k):
                 # a window judges its own model: after a switch, the old model's scores are still being
                 # labelled for a while, and would count against the new one
-                elif scored_by in ("", version):
+                if scored_by in ("", version):
                     labels.append(counts)
                 else:
                     other_models += counts.n
@@ -199,7 +201,8 @@ class DriftAggregator:
         w["labels_of_other_models"] = other_models
         w["partitions_missing"] = window.partitions_missing
         w["complete"] = window.complete
-        shadow = shadow_comparison(version, paired, self.config.min_labels, self.config.min_positives)
+        pairs = [p for k in [k for k in self.pairs if k <= window.index] for p in self.pairs.pop(k)]
+        shadow = shadow_comparison(version, pairs, self.config.min_labels, self.config.min_positives)
         if shadow is not None:
             stats["shadow"] = shadow
         stats["concept"].update(self.health.window(

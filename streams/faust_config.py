@@ -12,7 +12,8 @@ from breeboost.kafka_io import compression_type
 from breeboost.settings import Settings
 from streams.frameworks import limit_fetch_wait
 
-__all__ = ["FETCH_MAX_WAIT_MS", "faust_app_kwargs", "faust_credentials", "limit_fetch_wait", "quiet_monitor_class"]
+__all__ = ["FETCH_MAX_WAIT_MS", "faust_app_kwargs", "faust_credentials", "limit_fetch_wait", "quiet_monitor_class",
+           "restart_livelock_clock"]
 
 
 def faust_credentials(settings: Settings) -> Any:
@@ -71,6 +72,24 @@ def quiet_monitor_class() -> type:
             pass
 
     return QuietMonitor
+
+
+def restart_livelock_clock(app: Any) -> bool:
+    """Measure Faust's livelock check "since start" from the latest assignment (call on each one).
+
+    The check (``AIOKafkaConsumerThread.verify_event_path``, every 2.5 commit intervals) logs an ERROR
+    for a partition that "has not sent fetch request since start" or whose stream "has not started
+    processing" when the consumer thread started more than ``stream_processing_timeout`` (300 s) ago. A
+    partition assigned by a later rebalance is new to aiokafka (no fetch timestamp) and to the stream until
+    its first fetch and batch, so every rebalance after the first 5 minutes logged such lines for healthy
+    partitions while they were paused for recovery (the 30-minute soak: 92 lines at its 30 scale events;
+    faust-streaming#629). From an assignment on, "since start" is since that assignment: a partition that
+    then fetches nothing for the timeout is still reported. Returns whether the clock was found."""
+    thread = getattr(getattr(app, "consumer", None), "_thread", None)
+    if thread is None or not isinstance(getattr(thread, "time_started", None), float):
+        return False
+    thread.time_started = monotonic()
+    return True
 
 
 #: Longest time a fetch waits at the broker for data: the default of ``settings.fetch_max_wait_ms``.

@@ -10,8 +10,9 @@ and the labels that came first (:mod:`streams.label_pending`), and counts each l
 - ``joined``: matched its score (counted in the partition's :class:`detectors.records.LabelCounts` of the
   model version that scored it, shipped as a :class:`detectors.records.LabelPartial` of that version to
   drift.partials for the next window's ``concept`` section: a window counts its own model's labels only;
-  a transaction the challenger also scored in shadow is counted for both, and again in a pair of
-  partials ``paired_with`` each other: both models on the same rows, the window's ``shadow`` section);
+  a transaction the challenger also scored in shadow is counted for both, and again in one
+  :class:`detectors.records.PairedLabels` of that champion and challenger: both models on the same rows,
+  the window's ``shadow`` section);
 - ``duplicate``: a second label for a transaction (joined already, or a label held already);
 - ``malformed``: not a label (dead-lettered to ``labels_dlq_topic`` with reason ``label_invalid_json`` or
   ``label_invalid``);
@@ -48,7 +49,7 @@ import orjson
 
 from breeboost.logs import log
 from breeboost.settings import Settings
-from detectors.records import LabelCounts, LabelPartial
+from detectors.records import LabelCounts, LabelPartial, PairedLabels
 from streams.decode import dlq_record
 from streams.label_pending import EarlyLabels, PendingByModel
 from streams.label_route import decode_routed
@@ -80,8 +81,10 @@ class _Partition:
     scores: PendingByModel
     early: EarlyLabels
     counts: dict[str, LabelCounts] = field(default_factory=dict)   # by the model version that scored
-    # (version, other version) -> version's counts on the labels both scored (a challenger in shadow)
-    paired: dict[tuple[str, str], LabelCounts] = field(default_factory=dict)
+    # challenger version -> the champion it was scored in shadow beside (from the routed records)
+    shadow_of: dict[str, str] = field(default_factory=dict)
+    # (champion, challenger) -> both models' counts on the labels both scored
+    paired: dict[tuple[str, str], tuple[LabelCounts, LabelCounts]] = field(default_factory=dict)
 
     def count(self, label: int, hits: list[tuple[str, float, int]]) -> None:
         for version, probability, predicted in hits:
@@ -89,14 +92,17 @@ class _Partition:
             if c is None:
                 c = self.counts[version] = LabelCounts()
             c.add(label, probability, predicted)
-        if len(hits) > 1:       # scored by the champion and, in shadow, by the challenger: the same row
-            for version, probability, predicted in hits:
-                for other, _, _ in hits:
-                    if other != version:
-                        c = self.paired.get((version, other))
-                        if c is None:
-                            c = self.paired[(version, other)] = LabelCounts()
-                        c.add(label, probability, predicted)
+        if len(hits) > 1 and self.shadow_of:   # scored by a champion and, in shadow, by its challenger
+            by_version = {v: (p, pred) for v, p, pred in hits}
+            for challenger, (p, pred) in by_version.items():
+                champion = self.shadow_of.get(challenger)
+                if champion is None or champion not in by_version:
+                    continue
+                pair = self.paired.get((champion, challenger))
+                if pair is None:
+                    pair = self.paired[(champion, challenger)] = (LabelCounts(), LabelCounts())
+                pair[0].add(label, *by_version[champion])
+                pair[1].add(label, p, pred)
 
 
 class _Bad(Exception):
@@ -211,6 +217,7 @@ class LabelJoiner:
         st.scores.add(rec.model_version, rec.ids, rec.values(), rec.event_time_min, rec.event_time_max, at)
         if rec.shadow_version and rec.shadow_scores:
             st.scores.add(rec.shadow_version, rec.ids, rec.shadow_values(), rec.event_time_min, rec.event_time_max, at)
+            st.shadow_of[rec.shadow_version] = rec.model_version
         early = st.early
         if len(early):
             # from the smaller side: ~25k labels can wait on a partition behind a lagging scorer, and a
@@ -261,15 +268,16 @@ class LabelJoiner:
             self.metrics.labels_joined.labels("unknown").inc(gone)
         return {"unknown": gone} if gone else {}
 
-    def take_partials(self, now: float | None = None) -> list[LabelPartial]:
-        """The joined counts of every partition since the last call, as label partials (then reset)."""
+    def take_partials(self, now: float | None = None) -> list[LabelPartial | PairedLabels]:
+        """The joined counts of every partition since the last call, as label partials and, for a challenger
+        in shadow, paired-label records (then reset)."""
         now = time.time() if now is None else now
         out = []
         for p, st in sorted(self.partitions.items()):
             for version, counts in sorted(st.counts.items()):
                 out.append(LabelPartial(self.labels_topic, p, counts, now, model_version=version))
-            for (version, other), counts in sorted(st.paired.items()):
-                out.append(LabelPartial(self.labels_topic, p, counts, now, model_version=version, paired_with=other))
+            for (champion, challenger), (a, b) in sorted(st.paired.items()):
+                out.append(PairedLabels(self.labels_topic, p, champion, challenger, a, b, now))
             st.counts, st.paired = {}, {}
         return out
 

@@ -297,3 +297,18 @@ def test_the_token_never_prints():
     tok = dashboard_token({"BREEBOOST_DASHBOARD_TOKEN": "hunter2"})
     assert tok.reveal() == "hunter2" and "hunter2" not in f"{tok} {tok!r}"
     assert isinstance(tok, Secret)
+
+
+def test_model_health_shows_the_challenger_in_shadow():
+    """A window with a shadow section: champion vs challenger on the same labelled transactions."""
+    snap = full_snapshot()
+    last = dict(snap.windows[-1])
+    last["shadow"] = {"champion_version": "champ1", "challenger_version": "chall2", "labelled": 1234, "positives": 40,
+                      "champion": {"recall": 0.25, "precision": 0.5, "auprc": 0.3},
+                      "challenger": {"recall": 0.95, "precision": 0.9, "auprc": 0.97}}
+    snap.windows[-1] = last
+    at = run_page("model-health", StaticSource(snap))
+    t = texts(at)
+    assert "No challenger" not in t and "the same 1,234 labelled transactions (40 frauds)" in t
+    assert "challenger chall2: recall 0.95" in t and "champion champ1: recall 0.25" in t
+    assert charts(at) == 3

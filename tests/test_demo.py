@@ -51,11 +51,10 @@ def test_demo_fires_and_resolves_and_leaves_nothing_behind(tmp_path, paysim_mode
 def test_demo_closed_loop_retrains_promotes_and_resolves(tmp_path, paysim_model):
     """``breeboost demo --scenario concept_shift``: the concept_drift incident, the retrain it waits for, the
     guard, the automatic promotion and the resolution on the terminal; a new champion in the registry."""
-    import shutil
+    from pathlib import Path
 
-    models = tmp_path / "models"
-    shutil.copytree(paysim_model, models)        # the retrain registers into it: not the shared fixture
-    env = dict(os.environ, BREEBOOST_MODEL_DIR=str(models))
+    before = sorted(p.name for p in Path(paysim_model).iterdir())
+    env = dict(os.environ, BREEBOOST_MODEL_DIR=paysim_model)
     r = subprocess.run([sys.executable, "-m", "breeboost.cli", "demo", "--scenario", "concept_shift",
                         "--dashboard-port", "0", "--out", str(tmp_path / "run")], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=600)
@@ -66,9 +65,12 @@ def test_demo_closed_loop_retrains_promotes_and_resolves(tmp_path, paysim_model)
     champion = summary["champion"]
     assert champion["before"] and champion["after"] and champion["before"] != champion["after"], out[-3000:]
     actions = " | ".join(summary["actions"])
-    for step in ("retrain: waiting for", "retrain: started", "retrain: done", "promote-if-better: started",
-                 "promote-if-better: done"):
+    for step in ("retrain: waiting for", "retrain: started", "retrain: done", "passes offline",
+                 "promote-if-better: started", "in shadow", "promote-if-better: done"):
         assert step in actions, actions
+    # the loop worked on a copy in the run's folder: the model directory it was given is as it was
+    assert sorted(p.name for p in Path(paysim_model).iterdir()) == before
+    assert (tmp_path / "run" / "models" / "registry.json").is_file()
     assert "incident FIRING" in out and "concept_drift" in out and "action   " in out
     events = summary["incident_events"]
     assert any("concept_drift" in k and k.startswith("resolved") for k in events), events

@@ -164,16 +164,16 @@ def test_labels_are_counted_for_the_model_that_scored_them():
     out = j.join([_label("a", 1, 1, 0), _label("b", 1, 1, 1), _label("c", 0, 1, 2), _label("b", 1, 1, 3)])
     assert out.outcomes == {"joined": 3, "duplicate": 1}
     partials = j.take_partials(now=5.0)
-    parts = {p.model_version: p.counts for p in partials if not p.paired_with}
+    parts = {p.model_version: p.counts for p in partials}
     assert {v: (c.n, c.tp, c.fn, c.fp) for v, c in parts.items()} == {"v1": (2, 1, 1, 0), "v2": (2, 1, 0, 1)}
-    # b, scored by both, once more in a pair of partials: each model on the rows both scored
-    pairs = {(p.model_version, p.paired_with): p.counts for p in partials if p.paired_with}
-    assert {k: (c.n, c.tp, c.fn, c.fp) for k, c in pairs.items()} == {("v1", "v2"): (1, 0, 1, 0),
-                                                                       ("v2", "v1"): (1, 1, 0, 0)}
+    # b was scored by both, but not in shadow (two routed records, no challenger named): no pair
+    assert all(type(p).__name__ == "LabelPartial" for p in partials)
     assert j.take_partials(now=6.0) == []
 
 
 def test_shadow_scores_travel_with_the_champions_and_pair_even_for_early_labels():
+    from detectors.records import LabelPartial, PairedLabels
+
     # the challenger's scores ride in the champion's routed record: a label that came first meets both
     j = _joiner()
     route = ScoreRoute(1).activate()
@@ -185,10 +185,20 @@ def test_shadow_scores_travel_with_the_champions_and_pair_even_for_early_labels(
     assert rec.shadow_version == "chall" and rec.shadow_values() == [-0.9, 0.05, 0.2]
     assert j.join(_routed(route)).outcomes == {"joined": 2}
     assert j.join([_label("e3", 1, 1, 2)]).outcomes == {"joined": 1}
-    pairs = {(p.model_version, p.paired_with): p.counts for p in j.take_partials(now=5.0) if p.paired_with}
-    assert {k: (c.n, c.tp, c.fn, c.fp, c.tn) for k, c in pairs.items()} == {("champ", "chall"): (3, 1, 1, 0, 1),
-                                                                             ("chall", "champ"): (3, 1, 1, 0, 1)}
-    assert pairs[("champ", "chall")].positive_bins != pairs[("chall", "champ")].positive_bins
+    partials = j.take_partials(now=5.0)
+    (pair,) = [p for p in partials if isinstance(p, PairedLabels)]       # both halves in one record
+    assert (pair.champion_version, pair.challenger_version) == ("champ", "chall")
+    assert [(c.n, c.tp, c.fn, c.fp, c.tn) for c in (pair.champion, pair.challenger)] == [(3, 1, 1, 0, 1)] * 2
+    assert pair.champion.positive_bins != pair.challenger.positive_bins
+    assert {p.model_version: p.counts.n for p in partials if isinstance(p, LabelPartial)} == {"champ": 3, "chall": 3}
+    # after a promotion (chall now scores alone as champion), a late label of a row scored by both still pairs
+    # with the roles it was scored in: champ the champion, chall its challenger
+    route.add(["e4"], np.array([0.2]), np.array([0]), [0], 2.0, model_version="champ",
+              shadow=("chall", np.array([0.7]), np.array([1])))
+    route.add(["e5"], np.array([0.7]), np.array([1]), [0], 3.0, model_version="chall")
+    j.join(_routed(route) + [_label("e4", 1, 1, 3), _label("e5", 1, 1, 4)])
+    (pair,) = [p for p in j.take_partials(now=6.0) if isinstance(p, PairedLabels)]
+    assert (pair.champion_version, pair.challenger_version, pair.champion.n) == ("champ", "chall", 1)
 
 
 def test_the_worker_routes_under_the_model_that_scored_each_batch(paysim_model, tmp_path):

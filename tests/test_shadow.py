@@ -7,7 +7,7 @@ import numpy as np
 import orjson
 import pytest
 
-from detectors.records import LabelCounts, decode_stats, encode_partial
+from detectors.records import LabelCounts, PairedLabels, decode_stats, encode_partial
 from streams.label_route import label_partitions
 from streams.records import Msg
 
@@ -75,14 +75,14 @@ def test_the_challenger_in_shadow_is_judged_on_the_same_labelled_rows(paysim_mod
 
     # the paired counts: both models on every labelled transaction, exactly their confusion at their thresholds
     y = np.asarray(cols["isFraud"], dtype=np.int64)
-    pooled: dict[tuple[str, str], LabelCounts] = {}
+    pooled = {"champion": LabelCounts(), "challenger": LabelCounts()}
     for p in partials:
-        if p.paired_with:
-            pooled.setdefault((p.model_version, p.paired_with), LabelCounts()).merge(p.counts)
-    assert set(pooled) == {(champion.version, challenger.version), (challenger.version, champion.version)}
-    for version, scorer in ((champion.version, champion), (challenger.version, challenger)):
-        other = challenger.version if version == champion.version else champion.version
-        c = pooled[(version, other)]
+        if isinstance(p, PairedLabels):
+            assert (p.champion_version, p.challenger_version) == (champion.version, challenger.version)
+            pooled["champion"].merge(p.champion)
+            pooled["challenger"].merge(p.challenger)
+    for role, scorer in (("champion", champion), ("challenger", challenger)):
+        c = pooled[role]
         flagged = np.asarray(scorer.score_columns({k: np.asarray(v) for k, v in cols.items()}).label, dtype=np.int64)
         assert (c.n, c.tp, c.fp, c.fn, c.tn) == (N, int(((flagged == 1) & (y == 1)).sum()),
                                                   int(((flagged == 1) & (y == 0)).sum()),

@@ -282,7 +282,21 @@ def _ensure_model(args: argparse.Namespace, run: _DemoRun) -> None:
 
     if (champion_dir(run.model_dir) / "metadata.json").exists():   # a plain artifact or a registry's champion
         _print(f"[2/5] using the model in {run.model_dir}")
-        return
+    else:
+        _train(args, run)
+    if run.loop:
+        # the retrain and the promotion change the registry they work on: a copy in the run's folder, so the
+        # user's model directory (the next plain demo's model) stays as it was
+        import shutil
+
+        copy = run.outdir / "models"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(run.model_dir, copy)     # a registry whole (its references too), or a plain artifact
+        run.model_dir = copy
+        _print(f"      closed loop: the retrain and the promotion work on a copy of the model, {copy}")
+
+
+def _train(args: argparse.Namespace, run: _DemoRun) -> None:
     _print(f"[2/5] no model in {run.model_dir}: training one on {args.train_count} simulated transactions ...")
     t0 = time.time()
     train = subprocess.Popen(BB + ["train", "--sim-count", str(args.train_count), "--out", str(run.model_dir),

@@ -178,6 +178,29 @@ def concept_rows(windows: Iterable[Mapping[str, Any]]) -> list[dict]:
     return rows
 
 
+def shadow_rows(windows: Iterable[Mapping[str, Any]]) -> list[dict]:
+    """Champion vs challenger per window: both models' recall, precision and AUPRC on the same labelled
+    transactions (the window's ``shadow`` section); only windows that have one.
+
+    >>> w = {"window": {"index": 3}, "shadow": {"champion_version": "a", "challenger_version": "b",
+    ...      "labelled": 900, "positives": 30, "champion": {"recall": 0.2, "precision": 0.5, "auprc": 0.3},
+    ...      "challenger": {"recall": 0.9, "precision": 0.8, "auprc": 0.95}}}
+    >>> [(r["model"], r["recall"]) for r in shadow_rows([w, {"window": {"index": 4}}])]
+    [('champion a', 0.2), ('challenger b', 0.9)]
+    """
+    rows = []
+    for w in windows:
+        sh = w.get("shadow")
+        if not isinstance(sh, Mapping):
+            continue
+        for role in ("champion", "challenger"):
+            f = sh.get(role) or {}
+            rows.append({"window": (w.get("window") or {}).get("index"), "model": f"{role} {sh.get(f'{role}_version')}",
+                         "role": role, "labelled": sh.get("labelled"), "positives": sh.get("positives"),
+                         "recall": f.get("recall"), "precision": f.get("precision"), "auprc": f.get("auprc")})
+    return rows
+
+
 def reasons_text(score: Mapping[str, Any]) -> str:
     """A score's reason codes as ``feature=value (+contribution)``, or :data:`NO_REASONS`.
 

@@ -252,11 +252,15 @@ class ActionsEngine:
         """One drift window towards each promotion waiting for shadow evidence; decide those now judged."""
         out = []
         for aid, w in list(self._shadow.items()):
+            if self.ledger.get(aid) is not None:   # decided before a restart (the file was saved before it)
+                del self._shadow[aid]
+                continue
             w.evidence.add(stats)
             ev = w.evidence
             if not self.guard.enough(ev) and ev.windows_seen < self.guard.shadow_windows:
                 continue
             del self._shadow[aid]
+            self._save_shadow()      # before acting: a crash in between leaves the ledger's record, not a 2nd run
             comparison = ev.comparison()
             decision = self.guard.decide(comparison)
             if decision.promote and self._challenger() not in (ev.challenger, None):

@@ -121,17 +121,21 @@ class ShadowEvidence(msgspec.Struct):
     >>> counts = lambda tp, fn, fp, tn: {"n": tp + fn + fp + tn, "tp": tp, "fn": fn, "fp": fp, "tn": tn}
     >>> w = {"window": {"index": 7}, "shadow": {"challenger_version": "v2", "champion_version": "v1",
     ...      "champion_counts": counts(2, 8, 1, 989), "challenger_counts": counts(9, 1, 2, 988)}}
-    >>> ev.add(w), ev.add(w), ev.labelled, ev.positives     # the same window twice: counted once
-    (True, False, 1000, 10)
+    >>> ev.add(w), ev.add(w), ev.labelled, ev.positives, ev.windows_seen   # the same window twice: once
+    (True, False, 1000, 10, 1)
     >>> c = ev.comparison(); c["champion"]["recall"], c["challenger"]["recall"], c["source"]
     (0.2, 0.9, 'shadow')
     """
 
     challenger: str
-    windows: list[int] = []
-    windows_seen: int = 0
+    windows: list[int] = []          # the windows whose shadow section judged this challenger
+    seen: list[int] = []             # every window counted (a re-read one counts once)
     champion_counts: dict = {}
     challenger_counts: dict = {}
+
+    @property
+    def windows_seen(self) -> int:
+        return len(self.seen)
 
     @property
     def labelled(self) -> int:
@@ -144,9 +148,9 @@ class ShadowEvidence(msgspec.Struct):
     def add(self, stats: Mapping[str, Any]) -> bool:
         """Count one drift.stats record (decoded); ``True`` if its shadow section judged this challenger."""
         index = int(stats["window"]["index"])
-        if index in self.windows:
+        if index in self.seen:
             return False
-        self.windows_seen += 1
+        self.seen.append(index)
         shadow = stats.get("shadow") or {}
         if shadow.get("challenger_version") != self.challenger:
             return False

@@ -14,8 +14,8 @@ __all__ = ["render"]
 
 NO_LABELS = ("No labels yet: realised precision and recall need delayed labels (the labels topic) joined to "
              "their scores; the windows published so far have none.")
-NO_CHALLENGER = ("No challenger: one model serves every score. A challenger appears here once a second model "
-                 "scores in shadow.")
+NO_CHALLENGER = ("No challenger: one model serves every score. A challenger appears here once the model registry "
+                 "has one (breeboost model retrain) and the workers score it in shadow.")
 
 
 def render(ctx: PageContext) -> None:
@@ -33,7 +33,21 @@ def _body(snap: Snapshot) -> None:
     versions = sorted({w.get("model_version") for w in snap.windows if w.get("model_version")})
     if versions:
         st.caption(f"Champion: model {versions[-1]}" + (f" (also seen: {', '.join(versions[:-1])})" if len(versions) > 1 else ""))
-    st.info(NO_CHALLENGER)
+    rows = views.shadow_rows(snap.windows)
+    if not rows:
+        st.info(NO_CHALLENGER)
+        return
+    long = [{"window": r["window"], "series": f"{metric}, {r['model']}", "value": r[metric], "kind": r["role"]}
+            for r in rows for metric in ("recall", "auprc")]
+    df = frame(long).dropna(subset=["value"])
+    if not df.empty:
+        show_chart(charts.lines("window", "value", "series", y_domain=[0, 1.05], dash=("kind", ["champion", "challenger"]),
+                                height=260), df)
+    last = rows[-2:]
+    st.caption(f"Window {last[0]['window']}, the same {last[0]['labelled']:,} labelled transactions "
+               f"({last[0]['positives']} frauds) scored by both: " +
+               "; ".join(f"{r['model']}: recall {views.short(r['recall'])}, precision {views.short(r['precision'])}, "
+                         f"AUPRC {views.short(r['auprc'])}" for r in last))
 
 
 def _realised(snap: Snapshot) -> None:
