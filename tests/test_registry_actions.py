@@ -237,7 +237,7 @@ def _scored(rng, n, fraud_rate, skill):
 
 
 def test_promotion_waits_for_the_shadow_evidence_and_pools_it_exactly(tmp_path):
-    """evidence = shadow (default): a challenger that passes offline is promoted only once the windows'
+    """evidence = shadow: a challenger that passes offline is promoted only once the windows'
     shadow sections (both models on the same labelled rows) hold min_labelled rows; pooled exactly (the
     figures of the pooled counts are those of all rows at once); a restart resumes the wait; a challenger
     worse in shadow is not promoted, nor one without enough shadow evidence within shadow_windows."""
@@ -246,7 +246,8 @@ def test_promotion_waits_for_the_shadow_evidence_and_pools_it_exactly(tmp_path):
     from incident.actions import ActionsEngine
 
     rng = np.random.default_rng(7)
-    config = {"actions": {"promote": {"auto": True, "min_labelled": 5000, "min_positives": 50, "shadow_windows": 6},
+    config = {"actions": {"promote": {"auto": True, "min_labelled": 5000, "min_positives": 50, "shadow_windows": 6,
+                                      "evidence": "shadow"},
                           "retrain": {"labels_after": 0}}}
     jobs = _Jobs({"retrain": _retrain_out(0.5, 0.8), "promote": (0, "")})
     engine = ActionsEngine(config, ActionLedger(tmp_path / "a.json"), jobs, "m")

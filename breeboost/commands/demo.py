@@ -44,9 +44,11 @@ STOP_GRACE_S = 4.0
 #: The closed loop's stream (``--scenario concept_shift``): time after the shift for the incident, the labels
 #: the retrain waits for, the retrain and the promotion, and windows of the new champion after that.
 LOOP_COUNT = 400_000
-LOOP_POLICY = """# breeboost demo --scenario concept_shift: the closed loop, promotion without a person
+LOOP_POLICY = """# breeboost demo --scenario concept_shift: the closed loop, promotion without a person, judged on the
+# challenger's shadow scores (after the retrain's offline comparison)
 [actions.promote]
 auto = true
+evidence = "shadow"
 """
 
 

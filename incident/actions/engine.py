@@ -24,7 +24,7 @@ fed every ``drift.stats`` record) and runs ``breeboost model rollback --by auto`
 ...         '"champion": {"auprc": 0.5, "recall": 0.5}, "challenger": {"auprc": 0.7, "recall": 0.6}}}'
 >>> jobs = Jobs()
 >>> ledger = ActionLedger(os.path.join(tempfile.mkdtemp(), "a.json"))
->>> policy = {"actions": {"promote": {"auto": True}, "retrain": {"labels_after": 5000}}}
+>>> policy = {"actions": {"promote": {"auto": True, "evidence": "shadow"}, "retrain": {"labels_after": 5000}}}
 >>> engine = ActionsEngine(policy, ledger, jobs, "models")
 >>> inc = {"incident_id": "inc-000000000001", "event": "fired", "type": "concept_drift", "severity": "P1",
 ...        "seq": 1, "notes": []}
